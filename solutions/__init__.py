@@ -1,0 +1,1 @@
+"""Reference solutions. Never shipped to students; the grader compares against them."""
