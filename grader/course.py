@@ -1,0 +1,226 @@
+"""Step 1 of the grading path: load and validate ``course.yaml``.
+
+The course is read once into frozen objects; everything downstream (suites, sandbox,
+reports) takes its order, points, limits, tolerances and banned operations from here.
+Every validation error is one line naming the file, the key and the fix.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import UsageError
+
+COURSE_FILE = "course.yaml"
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+_TOP_KEYS = {"title", "seed", "defaults", "exercises"}
+_DEFAULT_KEYS = {"time_limit", "tolerance"}
+_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "time_limit", "tolerance"}
+
+
+class CourseError(UsageError):
+    """``course.yaml`` is missing or invalid; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Element-wise closeness: ``|got - expected| <= atol + rtol * |expected|``."""
+
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: a file ``<id>.py`` defining ``function`` in exercises/ and solutions/."""
+
+    id: str
+    title: str
+    points: float
+    function: str
+    banned: tuple[str, ...]
+    time_limit: float
+    """Seconds allowed for one call of the student's function, and for importing it."""
+    tolerance: Mapping[str, Tolerance]
+    """Per float dtype name (``"float32"``...)."""
+
+    @property
+    def filename(self) -> str:
+        return f"{self.id}.py"
+
+
+@dataclass(frozen=True)
+class Course:
+    title: str
+    seed: int
+    exercises: tuple[Exercise, ...]
+    root: Path = field(compare=False)
+    """The folder holding course.yaml, solutions/ and grader/suites/."""
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.points for e in self.exercises)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(e.id for e in self.exercises)
+
+    def exercise(self, exercise_id: str) -> Exercise:
+        for e in self.exercises:
+            if e.id == exercise_id:
+                return e
+        raise KeyError(exercise_id)
+
+    def solution_path(self, exercise: Exercise) -> Path:
+        return self.root / "solutions" / exercise.filename
+
+    def suite_path(self, exercise: Exercise) -> Path:
+        return self.root / "grader" / "suites" / f"test_{exercise.id}.py"
+
+
+def default_course_path() -> Path:
+    """``./course.yaml`` when there is one, else the one of the repository holding grader/."""
+    here = Path.cwd() / COURSE_FILE
+    return here if here.is_file() else Path(__file__).resolve().parent.parent / COURSE_FILE
+
+
+def load_course(path: str | Path | None = None) -> Course:
+    """Read, validate and freeze a course file. Raises CourseError with one clear line."""
+    path = Path(path) if path is not None else default_course_path()
+    if not path.is_file():
+        raise CourseError(f"{path}: no such course file. Fix: run from the repository root or pass --course PATH.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        raise CourseError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)}). Fix the syntax there.") from None
+    return _Validator(path).course(data)
+
+
+class _Validator:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, problem: str, fix: str) -> CourseError:
+        return CourseError(f"{self.path}: {key}: {problem}. Fix: {fix}.")
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}", f"write {key} as 'name: value' lines")
+        for name in value:
+            if name not in allowed:
+                raise self.fail(f"{key}.{name}" if key else str(name), "unknown key",
+                                f"remove it or use one of {', '.join(sorted(allowed))}")
+        return value
+
+    def number(self, value: Any, key: str, *, positive: bool = True) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(key, f"expected a number, got {value!r}", "write a number such as 2 or 0.5")
+        if positive and value <= 0:
+            raise self.fail(key, f"must be positive, got {value!r}", "use a number greater than 0")
+        if not positive and value < 0:
+            raise self.fail(key, f"must not be negative, got {value!r}", "use 0 or a positive number")
+        return value
+
+    def text(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, f"expected a non-empty string, got {value!r}", "write some text in quotes")
+        return value
+
+    def tolerances(self, value: Any, key: str, inherited: Mapping[str, Tolerance]) -> dict[str, Tolerance]:
+        table = dict(inherited)
+        for dtype, tol in self.mapping(value, key, set(FLOAT_DTYPES)).items():
+            tol = self.mapping(tol, f"{key}.{dtype}", {"rtol", "atol"})
+            for part in ("rtol", "atol"):
+                if part not in tol:
+                    raise self.fail(f"{key}.{dtype}", f"missing '{part}'", f"write {{rtol: 1.0e-5, atol: 1.0e-6}}")
+            table[dtype] = Tolerance(rtol=float(self.number(tol["rtol"], f"{key}.{dtype}.rtol", positive=False)),
+                                     atol=float(self.number(tol["atol"], f"{key}.{dtype}.atol", positive=False)))
+        return table
+
+    def banned_name(self, name: Any, key: str) -> str:
+        if not isinstance(name, str) or not _resolves(name):
+            raise self.fail(key, f"{name!r} does not name anything in torch",
+                            "use a full dotted name that exists, such as torch.nn.functional.softmax")
+        return name
+
+    def course(self, data: Any) -> Course:
+        data = self.mapping(data if data is not None else {}, "", _TOP_KEYS)
+        for required in ("title", "exercises"):
+            if required not in data:
+                raise self.fail(required, "missing", f"add a '{required}:' entry")
+        title = self.text(data["title"], "title")
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise self.fail("seed", f"expected a non-negative whole number, got {seed!r}", "write a number such as 1234")
+        defaults = self.mapping(data.get("defaults", {}), "defaults", _DEFAULT_KEYS)
+        time_limit = self.number(defaults.get("time_limit", 2.0), "defaults.time_limit")
+        tolerance = self.tolerances(defaults.get("tolerance", {}), "defaults.tolerance", {})
+        for dtype in FLOAT_DTYPES:
+            if dtype not in tolerance:
+                raise self.fail("defaults.tolerance", f"no tolerance for {dtype}",
+                                f"add '{dtype}: {{rtol: ..., atol: ...}}'")
+
+        entries = data["exercises"]
+        if not isinstance(entries, list) or not entries:
+            raise self.fail("exercises", "expected a non-empty list", "list the exercises as '- id: ...' entries")
+        exercises: list[Exercise] = []
+        for index, entry in enumerate(entries):
+            key = f"exercises[{index}]"
+            entry = self.mapping(entry, key, _EXERCISE_KEYS)
+            for required in ("id", "title", "points"):
+                if required not in entry:
+                    raise self.fail(f"{key}.{required}", "missing", f"add '{required}:' to this exercise")
+            ex_id = self.text(entry["id"], f"{key}.id")
+            if not ex_id.isidentifier():
+                raise self.fail(f"{key}.id", f"{ex_id!r} is not a Python module name", "use letters, digits and _")
+            key = f"exercises[{index}] ({ex_id})"
+            if any(e.id == ex_id for e in exercises):
+                raise self.fail(f"{key}.id", f"duplicate id {ex_id!r}", "give each exercise its own id")
+            banned = entry.get("banned", [])
+            if not isinstance(banned, list):
+                raise self.fail(f"{key}.banned", "expected a list", "write one dotted name per '- ' line")
+            exercise = Exercise(
+                id=ex_id,
+                title=self.text(entry["title"], f"{key}.title"),
+                points=self.number(entry["points"], f"{key}.points"),
+                function=self.text(entry.get("function", ex_id), f"{key}.function"),
+                banned=tuple(self.banned_name(b, f"{key}.banned[{i}]") for i, b in enumerate(banned)),
+                time_limit=self.number(entry.get("time_limit", time_limit), f"{key}.time_limit"),
+                tolerance=MappingProxyType(self.tolerances(entry.get("tolerance", {}), f"{key}.tolerance", tolerance)),
+            )
+            exercises.append(exercise)
+        course = Course(title=title, seed=seed, exercises=tuple(exercises), root=self.path.resolve().parent)
+        for index, exercise in enumerate(course.exercises):
+            for what, file in (("solution", course.solution_path(exercise)), ("test suite", course.suite_path(exercise))):
+                if not file.is_file():
+                    raise self.fail(f"exercises[{index}] ({exercise.id})", f"its {what} {file} does not exist",
+                                    f"create {file.relative_to(course.root)} or correct the id")
+        return course
+
+
+def _resolves(dotted: str) -> bool:
+    """Does a dotted name such as ``torch.nn.functional.softmax`` name a real object?"""
+    parts = dotted.split(".")
+    if parts[0] != "torch" or not all(p.isidentifier() for p in parts):
+        return False
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[split:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False

@@ -1,0 +1,134 @@
+"""The grader's side of the sandbox: start the zygote, fork workers, talk with deadlines.
+
+Anything a worker does wrong (hangs past its deadline, dies, sends garbage) surfaces here
+as one exception and the worker's whole process group is killed and reaped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import torch
+
+from . import codec
+
+ZYGOTE_START_SECONDS = 120.0
+
+
+class WorkerTimeout(Exception):
+    """The worker did not answer before the deadline; it has been killed."""
+
+
+class WorkerDied(Exception):
+    """The worker ended (os._exit, a signal, a crash) or broke the protocol."""
+
+    def __init__(self, status: str, detail: str = ""):
+        super().__init__(status)
+        self.status = status
+        self.detail = detail
+
+
+class Zygote:
+    """A fork server process that imported torch and nothing secret."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   PYTORCH_NVML_BASED_CUDA_CHECK="1")
+        package_root = Path(__file__).resolve().parents[2]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "grader.sandbox.zygote", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, cwd="/",
+        )
+        theirs.close()
+        self.control = ours
+        self.control.settimeout(ZYGOTE_START_SECONDS)
+        try:
+            ready = self.control.recv(4096)
+        except socket.timeout:
+            ready = b""
+        if not ready:
+            self.close()
+            raise RuntimeError("the sandbox's zygote process failed to start (see the messages above)")
+        self.control.settimeout(None)
+
+    def fork(self, output: IO[bytes]) -> "WorkerProcess":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        socket.send_fds(self.control, [b'{"op": "fork"}'], [theirs.fileno(), output.fileno()])
+        theirs.close()
+        pid = json.loads(self.control.recv(4096))["pid"]
+        return WorkerProcess(self, pid, ours)
+
+    def reap(self, pid: int) -> str:
+        self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
+        return json.loads(self.control.recv(4096))["status"]
+
+    def close(self) -> None:
+        try:
+            self.control.close()
+        finally:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "Zygote":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class WorkerProcess:
+    """One forked worker. Any failure kills it; then ``status`` says how it ended."""
+
+    def __init__(self, zygote: Zygote, pid: int, channel: socket.socket):
+        self.zygote = zygote
+        self.pid = pid
+        self.channel = channel
+        self.status: str | None = None  # set once the worker is gone
+
+    @property
+    def alive(self) -> bool:
+        return self.status is None
+
+    def request(self, header: dict, tensors: list[torch.Tensor] = (), *, timeout: float) -> tuple[dict, list]:
+        """Send one request and wait at most ``timeout`` seconds for the answer."""
+        deadline = time.monotonic() + timeout
+        try:
+            codec.send_message(self.channel, header, list(tensors))
+            return codec.recv_message(self.channel, deadline)
+        except codec.Timeout:
+            self.kill()
+            raise WorkerTimeout() from None
+        except codec.PeerClosed:
+            self.kill()
+            raise WorkerDied(self.status or "unknown") from None
+        except (codec.ProtocolError, OSError) as exc:
+            self.kill()
+            raise WorkerDied(self.status or "unknown", f"it broke the protocol ({exc})") from None
+
+    def kill(self) -> None:
+        if self.status is not None:
+            return
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            pass
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.channel.close()
+        self.status = self.zygote.reap(self.pid)

@@ -1,0 +1,223 @@
+"""What runs inside a forked worker: the only place where student code executes.
+
+The grader sends an ``init`` message (the submission's sources or notebook cells and the
+limits), then requests: ``run_cell``, ``load`` (import an exercise and find its function)
+and ``call`` (call it on tensors; optionally return the inputs afterwards, or gradients).
+Every answer is ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}``. The worker
+compares nothing: it only computes and reports, so patching torch here changes no score.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import linecache
+import os
+import socket
+import sys
+import traceback
+import types
+from typing import Any
+
+import torch
+
+from . import codec, limits
+
+PACKAGE = "exercises"
+BLOCKED_PACKAGES = ("solutions", "grader")
+
+
+class StudentModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves the submission's files as ``exercises.<name>`` (and as top-level ``<name>``).
+
+    ``from exercises.softmax import softmax`` therefore finds the student's own file, never
+    the repository's stub or solution; ``solutions`` and ``grader`` cannot be imported.
+    For a notebook, every ``exercises.<name>`` is the notebook's namespace.
+    """
+
+    def __init__(self, sources: dict[str, tuple[str, str]], notebook: types.ModuleType | None):
+        self.sources = sources  # module name -> (path shown in tracebacks, source text)
+        self.notebook = notebook
+
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        if top in BLOCKED_PACKAGES:
+            raise ImportError(f"'{fullname}' is not available to submissions")
+        if fullname == PACKAGE:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        name = fullname[len(PACKAGE) + 1:] if fullname.startswith(PACKAGE + ".") else fullname
+        if "." in name:
+            return None
+        if name in self.sources or (self.notebook is not None and fullname != name):
+            spec = importlib.machinery.ModuleSpec(fullname, self, origin=self.sources.get(name, ("notebook",))[0])
+            spec.has_location = name in self.sources
+            return spec
+        return None
+
+    def create_module(self, spec):
+        name = spec.name.rpartition(".")[2]
+        if self.notebook is not None and spec.name != PACKAGE and name not in self.sources:
+            return self.notebook
+        return None
+
+    def exec_module(self, module):
+        if module is self.notebook:
+            return
+        if module.__name__ == PACKAGE:
+            module.__path__ = []
+            return
+        display, text = self.sources[module.__name__.rpartition(".")[2]]
+        module.__file__ = display
+        remember_source(display, text)
+        exec(compile(text, display, "exec", dont_inherit=True), module.__dict__)
+
+
+def remember_source(display: str, text: str) -> None:
+    """Let tracebacks quote the student's lines although no file exists on disk."""
+    lines = text.splitlines(keepends=True)
+    linecache.cache[display] = (len(text), None, lines, display)
+
+
+class Worker:
+    def __init__(self, channel: socket.socket, init: dict):
+        self.channel = channel
+        self.student_files = set()
+        notebook = None
+        if init.get("notebook") is not None:
+            notebook = types.ModuleType("__notebook__")
+            notebook.__dict__["__name__"] = "__main__"
+            self.student_files.update(f"<cell {i}>" for i, _ in enumerate(init["notebook"]))
+        self.sources = {name: (path, text) for name, (path, text) in init.get("sources", {}).items()}
+        self.student_files.update(path for path, _ in self.sources.values())
+        self.notebook = notebook
+        self.cells = init.get("notebook") or []
+        sys.meta_path.insert(0, StudentModules(self.sources, notebook))
+        self.functions: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ requests
+
+    def run_cell(self, request: dict, _tensors) -> dict:
+        index = request["index"]
+        name = f"<cell {index}>"
+        source = self.cells[index]
+        remember_source(name, source)
+        exec(compile(source, name, "exec", dont_inherit=True), self.notebook.__dict__)
+        return {"ok": True}
+
+    def load(self, request: dict, _tensors) -> dict:
+        exercise, function = request["exercise"], request["function"]
+        if self.notebook is not None:
+            namespace = self.notebook.__dict__
+        else:
+            namespace = importlib.import_module(f"{PACKAGE}.{exercise}").__dict__
+        fn = namespace.get(function)
+        if fn is None:
+            names = [k for k, v in namespace.items() if callable(v) and not k.startswith("_")]
+            return {"ok": False, "error": {"kind": "missing_function", "available": sorted(names)[:200]}}
+        if not callable(fn):
+            return {"ok": False, "error": {"kind": "not_callable", "type": type(fn).__name__}}
+        self.functions[exercise] = fn
+        return {"ok": True}
+
+    def call(self, request: dict, tensors: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
+        fn = self.functions[request["exercise"]]
+        args = codec.decode_value(request["args"], tensors)
+        kwargs = codec.decode_value(request["kwargs"], tensors)
+        result = fn(*args, **kwargs)
+        out: list[torch.Tensor] = []
+        answer = {"ok": True, "value": codec.encode_value(result, out)}
+        if request.get("return_inputs"):
+            answer["inputs"] = codec.encode_value([list(args), kwargs], out)
+        if request.get("grad_outputs") is not None:
+            answer["grads"] = self._input_grads(result, codec.decode_value(request["grad_outputs"], tensors),
+                                                [t for t in tensors if t.requires_grad], out)
+        return answer, out
+
+    def _input_grads(self, result, grad_outputs, inputs, out) -> dict:
+        outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+        pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None]
+        if not all(isinstance(o, torch.Tensor) and o.requires_grad for o, _ in pairs):
+            raise NotDifferentiable()
+        grads = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True)
+        return codec.encode_value(list(grads), out)
+
+    # ------------------------------------------------------------ loop
+
+    def serve(self) -> None:
+        handlers = {"run_cell": self.run_cell, "load": self.load, "call": self.call}
+        while True:
+            try:
+                request, tensors = codec.recv_message(self.channel)
+            except codec.ProtocolError:
+                return  # the grader went away
+            out: list[torch.Tensor] = []
+            try:
+                answer = handlers[request["op"]](request, tensors)
+                if isinstance(answer, tuple):
+                    answer, out = answer
+            except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit included
+                answer, out = {"ok": False, "error": self.describe(exc)}, []
+            try:
+                codec.send_message(self.channel, answer, out)
+            except (TypeError, ValueError) as exc:  # an output codec cannot carry (complex dtype...)
+                codec.send_message(self.channel, {"ok": False, "error": {"kind": "bad_output", "message": str(exc)}})
+
+    def describe(self, exc: BaseException) -> dict:
+        """Turn a student exception into words: type, message, and the student's line."""
+        if isinstance(exc, NotDifferentiable):
+            return {"kind": "not_differentiable"}
+        if isinstance(exc, SystemExit):
+            kind = "exit"
+        elif isinstance(exc, NotImplementedError):
+            kind = "not_implemented"
+        elif isinstance(exc, (ImportError, SyntaxError)) and not self._raised_in_student_code(exc):
+            kind = "import_error"
+        else:
+            kind = "exception"
+        error = {"kind": kind, "type": type(exc).__name__, "message": _safe_str(exc)}
+        if isinstance(exc, ImportError) and getattr(exc, "name", None):
+            error["module"] = str(exc.name)[:200]
+        frame = self._student_frame(exc)
+        if frame is not None:
+            error.update(file=frame.filename, line=frame.lineno, code=(frame.line or "").strip()[:200])
+        if isinstance(exc, SyntaxError) and exc.filename in self.student_files:
+            error.update(file=exc.filename, line=exc.lineno, code=(exc.text or "").strip()[:200])
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in self.student_files]
+        error["traceback"] = "".join(traceback.format_list(frames[-5:]))[-codec.MAX_TEXT:]
+        return error
+
+    def _student_frame(self, exc: BaseException):
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in self.student_files]
+        return frames[-1] if frames else None
+
+    def _raised_in_student_code(self, exc: BaseException) -> bool:
+        frames = traceback.extract_tb(exc.__traceback__)
+        return bool(frames) and frames[-1].filename in self.student_files
+
+
+class NotDifferentiable(Exception):
+    """The student's output is not connected to the inputs in the autograd graph."""
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)[: codec.MAX_TEXT]
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        return "<unprintable>"
+
+
+def main(channel_fd: int, output_fd: int) -> None:
+    """Entry point of a freshly forked worker; never returns."""
+    try:
+        os.setsid()  # own process group: the grader kills the whole group
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.close(output_fd)
+        channel = socket.socket(fileno=channel_fd)
+        init, _ = codec.recv_message(channel)
+        if init.get("scratch"):
+            os.chdir(init["scratch"])
+        limits.apply(init.get("limits", {}), keep_fds={1, 2, channel_fd})
+        torch.set_num_threads(1)
+        Worker(channel, init).serve()
+    finally:
+        os._exit(0)

@@ -1,0 +1,101 @@
+"""The zygote: a fork server started as a fresh interpreter by the grader.
+
+It imports torch (and what students commonly import), sets torch to one thread, drops the
+repository from ``sys.path``, then forks one worker per request. It never imports a
+solution, a suite or a hidden test, and never touches CUDA, so a worker finds nothing
+secret in its memory and CUDA can still be initialised after the fork.
+
+Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork"}`` with two descriptors (the
+worker's channel and its output file) -> ``{"pid": N}``; ``{"op": "reap", "pid": N}`` ->
+``{"status": "exit 0" | "signal 9"}``. EOF on the control socket: kill the workers, exit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # an availability check must not init CUDA
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # before any op: a forked child of a multi-threaded torch hangs (libgomp)
+
+# What students are likely to import, loaded here once instead of in every worker.
+import collections, functools, itertools, math, numbers, random, re, string, typing, warnings  # noqa: E401,F401,E402
+import numpy  # noqa: F401,E402
+import torch.nn  # noqa: F401,E402
+import torch.nn.functional  # noqa: F401,E402
+
+from . import worker  # noqa: E402
+
+
+def _forget_repository() -> None:
+    """Remove path entries that would make ``solutions`` or the suites importable."""
+    def secret(entry: str) -> bool:
+        root = Path(entry or ".").resolve()
+        return (root / "solutions").exists() or (root / "grader" / "suites").exists()
+    sys.path[:] = [p for p in sys.path if not secret(p)]
+    for name in list(sys.modules):
+        if name.partition(".")[0] in ("solutions", "exercises") or name.startswith("grader.suites"):
+            del sys.modules[name]
+
+
+def _status(wait_status: int) -> str:
+    if os.WIFSIGNALED(wait_status):
+        return f"signal {os.WTERMSIG(wait_status)}"
+    return f"exit {os.waitstatus_to_exitcode(wait_status)}"
+
+
+def serve(control: socket.socket) -> None:
+    children: set[int] = set()
+    try:
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(control, 4096, 4)
+            except OSError:
+                break
+            if not data:
+                break
+            request = json.loads(data)
+            if request["op"] == "fork":
+                pid = os.fork()
+                if pid == 0:
+                    control.close()
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    worker.main(fds[0], fds[1])  # never returns
+                for fd in fds:
+                    os.close(fd)
+                children.add(pid)
+                control.send(json.dumps({"pid": pid}).encode())
+            elif request["op"] == "reap":
+                pid = request["pid"]
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    answer = _status(status)
+                except ChildProcessError:
+                    answer = "unknown"
+                children.discard(pid)
+                control.send(json.dumps({"status": answer}).encode())
+    finally:
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
+    _forget_repository()
+    os.chdir("/")
+    control.send(b'{"ready": true}')
+    serve(control)
+
+
+if __name__ == "__main__":
+    main()
