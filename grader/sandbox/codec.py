@@ -134,6 +134,7 @@ def _storage_order(t: torch.Tensor) -> list[int]:
 
 
 def _tensor_entry(t: torch.Tensor) -> tuple[dict, memoryview]:
+    grad = bool(t.requires_grad)
     t = t.detach()
     dtype = DTYPE_NAMES.get(t.dtype)
     if dtype is None:
@@ -142,7 +143,7 @@ def _tensor_entry(t: torch.Tensor) -> tuple[dict, memoryview]:
     base = t.permute(perm).contiguous().cpu()  # a transposed view is already contiguous here
     raw = base.reshape(-1).view(torch.uint8).numpy() if base.numel() else b""
     entry = {"dtype": dtype, "shape": list(base.shape), "perm": perm, "nbytes": len(memoryview(raw).cast("B")),
-             "device": str(t.device), "grad": bool(t.requires_grad)}
+             "device": str(t.device), "grad": grad}
     return entry, memoryview(raw).cast("B")
 
 

@@ -1,0 +1,120 @@
+"""The grading loop: one pytest session, one zygote, every submission.
+
+pytest collects the suites once; then, for each submission, this plugin runs every
+collected test against that submission's worker (``runtestprotocol``) and turns the
+outcomes into a ``SubmissionResult``. Collection, fixtures' code and references are set up
+once per batch, not once per submission.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from .course import Course
+from .errors import UsageError
+from .pytest_plugin import OUTCOME, SEED, STATE, GradingState, Outcome, exercise_id, marker_points
+from .results import CaseResult, ExerciseResult, SubmissionResult, allocate
+from .sandbox.client import Zygote
+from .student import StudentCode
+from .submission import load_submission
+
+
+class _BatchPlugin:
+    def __init__(self, course: Course, submissions: list[tuple[str, Path]], public_only: bool,
+                 zygote: Zygote, on_result: Callable[[SubmissionResult], None]):
+        self.state = GradingState(course)
+        self.course = course
+        self.submissions = submissions
+        self.public_only = public_only
+        self.zygote = zygote
+        self.on_result = on_result
+        self.collection_errors: list[str] = []
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[STATE] = self.state
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors.append(f"{report.nodeid}: {str(report.longrepr).strip().splitlines()[-1]}")
+
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if self.public_only:
+            items[:] = [i for i in items if i.get_closest_marker("hidden") is None]
+        order = {e: n for n, e in enumerate(self.course.ids)}
+        items.sort(key=lambda i: order.get(exercise_id(i.path), len(order)))  # stable: definition order within
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        if self.collection_errors:
+            return True
+        items = list(session.items)
+        for name, path in self.submissions:
+            self.on_result(self._grade_one(name, path, items))
+        return True
+
+    def _grade_one(self, name: str, path: Path, items: list[pytest.Item]) -> SubmissionResult:
+        submission = load_submission(name, path)
+        code = StudentCode(self.course, submission, self.zygote)
+        self.state.current = code
+        outcomes: list[Outcome] = []
+        try:
+            for index, item in enumerate(items):
+                if OUTCOME in item.stash:
+                    del item.stash[OUTCOME]
+                runtestprotocol(item, log=False, nextitem=items[index + 1] if index + 1 < len(items) else None)
+                outcomes.append(item.stash.get(OUTCOME, Outcome("error", "the test did not run.")))
+            errors = code.errors()
+        except Exception as exc:  # a bug of the grader's own: cost this submission only
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            outcomes = [Outcome("error", "the grader failed on this submission; tell your instructor.")] * len(items)
+            errors = [*submission.errors, f"internal grader error: {detail}"]
+        finally:
+            code.close()
+            self.state.current = None
+        return self._result(name, items, outcomes, errors)
+
+    def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str]) -> SubmissionResult:
+        exercises = []
+        for exercise in self.course.exercises:
+            mine = [(i, o) for i, o in zip(items, outcomes) if exercise_id(i.path) == exercise.id]
+            shares = allocate(exercise.points, [marker_points(i.get_closest_marker("points")) for i, _ in mine])
+            tests = []
+            for (item, outcome), share in zip(mine, shares):
+                hidden = item.get_closest_marker("hidden") is not None
+                seed = item.stash.get(SEED, None)
+                message = outcome.message
+                if outcome.status == "failed" and not hidden and seed is not None:
+                    message += f" (seed {seed})"
+                tests.append(CaseResult(item.name, share, outcome.status, hidden, message, list(outcome.hints), seed))
+            exercises.append(ExerciseResult(exercise.id, exercise.title, exercise.points, tests))
+        return SubmissionResult(name, exercises, errors)
+
+
+def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: bool = False,
+          on_result: Callable[[SubmissionResult], None] | None = None) -> list[SubmissionResult]:
+    """Grade submissions ``(name, path)`` with the course's suites; results in input order."""
+    results: list[SubmissionResult] = []
+
+    def collect(result: SubmissionResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    sys.dont_write_bytecode = True  # never leave __pycache__ in a submission (or anywhere)
+    suites = [str(course.suite_path(e)) for e in course.exercises]
+    with Zygote() as zygote:
+        plugin = _BatchPlugin(course, list(paths), public_only, zygote, collect)
+        args = [*suites, "--rootdir", str(course.root),
+                "--strict-markers", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly",
+                "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+        code = pytest.main(args, plugins=[plugin])
+    if plugin.collection_errors:
+        raise UsageError("the grader's test suites could not be loaded: " + "; ".join(plugin.collection_errors))
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) and not results:
+        raise UsageError(f"pytest could not run the suites (exit code {int(code)}).")
+    return results

@@ -1,0 +1,86 @@
+"""Results of grading, as the report contract describes them.
+
+Scores are never stored twice: an exercise's score is the sum of its tests', a submission's
+the sum of its exercises'. Points come from course.yaml; a test's share of its exercise's
+points is its ``points(n)`` weight over the weights of all the exercise's tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DIGITS = 4  # scores are rounded for the report only
+
+
+def allocate(points: float, weights: list[float]) -> list[float]:
+    """Split an exercise's points between its tests in proportion to their weights."""
+    total = sum(weights)
+    return [points * w / total if total else 0.0 for w in weights]
+
+
+@dataclass
+class CaseResult:
+    """One test of one exercise for one submission."""
+
+    name: str
+    max_score: float
+    status: str
+    """passed, failed, error, timeout, crashed, forbidden, not_implemented, skipped."""
+    hidden: bool
+    message: str = ""
+    hints: list[str] = field(default_factory=list)
+    seed: int | None = None
+    """The test's torch seed: same seed, same inputs."""
+
+    @property
+    def score(self) -> float:
+        return self.max_score if self.status == "passed" else 0.0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "score": round(self.score, DIGITS), "max_score": round(self.max_score, DIGITS),
+                "status": self.status, "hidden": self.hidden, "message": self.message, "hints": list(self.hints)}
+
+
+@dataclass
+class ExerciseResult:
+    id: str
+    title: str
+    max_score: float
+    tests: list[CaseResult]
+
+    @property
+    def score(self) -> float:
+        return sum(t.score for t in self.tests)
+
+    @property
+    def status(self) -> str:
+        """One word for the exercise: its first non-passing status, or passed."""
+        return next((t.status for t in self.tests if t.status != "passed"), "passed")
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "score": round(self.score, DIGITS), "max_score": round(self.max_score, DIGITS),
+                "tests": [t.to_dict() for t in self.tests]}
+
+
+@dataclass
+class SubmissionResult:
+    submission: str
+    exercises: list[ExerciseResult]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return sum(e.score for e in self.exercises)
+
+    @property
+    def max_score(self) -> float:
+        return sum(e.max_score for e in self.exercises)
+
+    def to_dict(self) -> dict:
+        return {"submission": self.submission, "score": round(self.score, DIGITS),
+                "max_score": round(self.max_score, DIGITS),
+                "exercises": [e.to_dict() for e in self.exercises], "errors": list(self.errors)}
+
+
+def document(results: list[SubmissionResult]) -> dict:
+    """The JSON document of the report contract."""
+    return {"submissions": [r.to_dict() for r in results]}

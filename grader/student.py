@@ -1,0 +1,242 @@
+"""The student's code as the tests see it: one object per submission, one proxy per exercise.
+
+``StudentCode`` owns the submission's worker (forked from the zygote on first use, forked
+again after a crash), checks each exercise once before running it (file present, readable,
+parses, nothing forbidden), and turns every failure into a ``StudentFault`` with words.
+An exercise whose call timed out or killed the worker is marked dead: its remaining tests
+fail at once with the same status, so a hang costs its time limit once.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import shutil
+import tempfile
+from typing import Any
+
+import torch
+
+from . import faults
+from .course import Course, Exercise
+from .forbidden import Violation, scan_source
+from .sandbox import codec
+from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote
+from .submission import Submission
+
+DEFAULT_LIMITS = {
+    "memory_bytes": 2 << 30,   # RLIMIT_DATA: torch tensors and Python objects
+    "file_bytes": 1 << 20,     # prints and files written: 1 MiB
+    "open_files": 64,
+}
+
+
+class StudentCode:
+    def __init__(self, course: Course, submission: Submission, zygote: Zygote):
+        self.course = course
+        self.submission = submission
+        self.zygote = zygote
+        self.worker: WorkerProcess | None = None
+        self.output = tempfile.TemporaryFile()  # the worker's stdout and stderr
+        self.scratch = tempfile.mkdtemp(prefix="grader-scratch-")
+        self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
+        self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
+        self.loaded: set[str] = set()
+        self.bad_cells: dict[int, str] = {}                        # notebook cell -> why it is skipped
+        self.cell_errors: dict[int, str] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+        self.output.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def errors(self) -> list[str]:
+        """Problems of the submission as a whole (reading it, notebook cells)."""
+        notes = list(self.submission.errors)
+        for index in sorted(set(self.cell_errors) | set(self.bad_cells)):
+            notes.append(self.bad_cells.get(index) or self.cell_errors[index])
+        return notes
+
+    def _start(self) -> WorkerProcess:
+        if self.worker is not None and self.worker.alive:
+            return self.worker
+        self.loaded.clear()
+        worker = self.zygote.fork(self.output)
+        sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
+        codec.send_message(worker.channel, {"sources": sources, "notebook": self.submission.notebook,
+                                            "limits": DEFAULT_LIMITS, "scratch": self.scratch})
+        self.worker = worker
+        for index in range(len(self.submission.notebook or ())):
+            if index not in self.bad_cells:
+                self._run_cell(worker, index)
+                if not worker.alive:  # that cell hung or killed the worker: skip it from now on
+                    return self._start()
+        return worker
+
+    def _run_cell(self, worker: WorkerProcess, index: int) -> None:
+        limit = max(e.time_limit for e in self.course.exercises)
+        try:
+            answer, _ = worker.request({"op": "run_cell", "index": index}, timeout=limit)
+        except WorkerTimeout:
+            self.bad_cells[index] = f"notebook cell {index + 1} ran past {limit:g} s and was skipped."
+            return
+        except WorkerDied as died:
+            self.bad_cells[index] = f"notebook cell {index + 1} ended the Python process ({died.status}) and was skipped."
+            return
+        if not answer.get("ok"):
+            error = answer.get("error", {})
+            self.cell_errors[index] = (f"notebook cell {index + 1} raised {error.get('type', 'an error')}: "
+                                       f"{_clip(error.get('message', ''))} (the cells after it still ran).")
+
+    # ------------------------------------------------------------ the gate, once per exercise
+
+    def prepare(self, exercise: Exercise) -> None:
+        """Raise the exercise's fault if it cannot be graded (missing, unreadable, forbidden, dead)."""
+        if exercise.id not in self.checked:
+            self.checked[exercise.id] = self._gate(exercise)
+        fault = self.checked[exercise.id] or self.dead.get(exercise.id)
+        if fault is not None:
+            raise fault
+        if exercise.id not in self.loaded:
+            try:
+                self._request(exercise, {"op": "load", "exercise": exercise.id, "function": exercise.function}, [])
+            except faults.StudentFault as fault:
+                self.checked[exercise.id] = fault  # an import that fails fails the same way every time
+                raise
+            self.loaded.add(exercise.id)
+
+    def _gate(self, exercise: Exercise) -> faults.StudentFault | None:
+        sub = self.submission
+        if sub.notebook is not None:
+            return self._gate_notebook(exercise)
+        if exercise.id in sub.unreadable:
+            return faults.ErrorFault(sub.unreadable[exercise.id])
+        source = sub.sources.get(exercise.id)
+        if source is None:
+            message = f"{exercise.filename} is missing from your submission."
+            close = difflib.get_close_matches(exercise.id, list(sub.sources), n=1, cutoff=0.6)
+            if close:
+                message += f" Did you mean to name {sub.sources[close[0]].path} {exercise.filename}?"
+            return faults.NotImplementedFault(message)
+        try:
+            tree = ast.parse(source.text, filename=source.path)
+        except SyntaxError as exc:
+            code = (exc.text or "").strip()
+            return faults.ErrorFault(f"{source.path} line {exc.lineno}: syntax error ({exc.msg})"
+                                     + (f": {code}" if code else "") + ". Fix that line and save again.")
+        except (ValueError, RecursionError, MemoryError) as exc:
+            return faults.ErrorFault(f"{source.path} cannot be parsed as Python ({type(exc).__name__}).")
+        return _forbidden(scan_source(tree, exercise.banned, source.path, source.text), exercise)
+
+    def _gate_notebook(self, exercise: Exercise) -> faults.StudentFault | None:
+        violations: list[Violation] = []
+        trees = []
+        for index, cell in enumerate(self.submission.notebook or ()):
+            try:
+                trees.append((index, ast.parse(cell)))
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue  # reported when the cell runs
+        aliases = ast.Module(body=[node for _, t in trees for node in t.body], type_ignores=[])
+        for index, tree in trees:
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef) and node.name == exercise.function:
+                    scope = ast.Module(body=[*[n for n in aliases.body if isinstance(n, (ast.Import, ast.ImportFrom))], node],
+                                       type_ignores=[])
+                    violations += scan_source(scope, exercise.banned, f"cell {index + 1}", self.submission.notebook[index])
+        return _forbidden(violations, exercise)
+
+    # ------------------------------------------------------------ calls
+
+    def call(self, exercise: Exercise, args: tuple, kwargs: dict, *, return_inputs: bool = False,
+             grad_outputs: Any = None) -> dict:
+        """Call the student's function in the worker; returns ``{"value", "inputs"?, "grads"?}``."""
+        self.prepare(exercise)
+        tensors: list[torch.Tensor] = []
+        request = {"op": "call", "exercise": exercise.id,
+                   "args": codec.encode_value(list(args), tensors),
+                   "kwargs": codec.encode_value(dict(kwargs), tensors),
+                   "return_inputs": return_inputs,
+                   "grad_outputs": None if grad_outputs is None else codec.encode_value(grad_outputs, tensors)}
+        answer, out = self._request(exercise, request, tensors)
+        try:
+            result = {key: codec.decode_value(answer[key], out) for key in ("value", "inputs", "grads") if key in answer}
+        except codec.ProtocolError as exc:
+            raise faults.CrashFault(f"your code's worker sent a malformed answer ({exc}).") from None
+        return result
+
+    def _request(self, exercise: Exercise, request: dict, tensors: list) -> tuple[dict, list]:
+        worker = self._start()
+        name = exercise.function
+        try:
+            answer, out = worker.request(request, tensors, timeout=exercise.time_limit)
+        except WorkerTimeout:
+            fault = faults.TimeoutFault(
+                f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
+                "computation?). The remaining tests of this exercise were not run.")
+            self.dead[exercise.id] = fault
+            raise fault from None
+        except WorkerDied as died:
+            how = {"exit 0": "exited (os._exit or a similar call?)"}.get(died.status, f"ended ({died.status})")
+            fault = faults.CrashFault(f"the Python process running {name} {how} during this call"
+                                      + (f": {died.detail}" if died.detail else "")
+                                      + ". The remaining tests of this exercise were not run.")
+            self.dead[exercise.id] = fault
+            raise fault from None
+        if not answer.get("ok"):
+            raise _describe(exercise, answer.get("error") or {}, request["op"])
+        return answer, out
+
+
+def _forbidden(violations: list[Violation], exercise: Exercise) -> faults.StudentFault | None:
+    if not violations:
+        return None
+    first = violations[0]
+    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+    return faults.ForbiddenFault(
+        f"{first.file} line {first.line} {first.what}: {first.code}{more}. "
+        f"This exercise is about writing it yourself, so it scores 0 until that call is gone.")
+
+
+def _clip(text: Any, limit: int = 300) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exercise: Exercise, error: dict, op: str) -> faults.StudentFault:
+    """Words for an error the worker reported (its fields are untrusted text)."""
+    kind = error.get("kind")
+    name = exercise.function
+    where = ""
+    if error.get("file"):
+        where = f" ({_clip(error['file'], 80)} line {error.get('line')}"
+        where += f": {_clip(error['code'], 120)})" if error.get("code") else ")"
+    raised = f"{_clip(error.get('type', 'Exception'), 60)}: {_clip(error.get('message', ''))}"
+    if kind == "missing_function":
+        available = [str(a) for a in error.get("available", [])][:200]
+        message = f"{exercise.filename} defines no function named {name}."
+        close = difflib.get_close_matches(name, available, n=1, cutoff=0.6)
+        if close:
+            message += f" Did you mean {close[0]}? Rename it to {name}."
+        return faults.NotImplementedFault(message)
+    if kind == "not_callable":
+        return faults.ErrorFault(f"{name} in {exercise.filename} is a {_clip(error.get('type'), 40)}, not a function.")
+    if kind == "not_implemented":
+        return faults.NotImplementedFault(f"{name} is not implemented yet: it raises NotImplementedError{where}.")
+    if kind == "import_error":
+        module = error.get("module")
+        missing = f" the module {_clip(module, 60)!r} is not available" if module else f" {raised}"
+        return faults.ErrorFault(f"importing {exercise.filename} failed:{missing}{where}. "
+                                 "Only torch, numpy, the standard library and your own exercise files can be imported.")
+    if kind == "exit":
+        return faults.ErrorFault(f"your code called sys.exit() or raised SystemExit{where}. Return a value instead.")
+    if kind == "not_differentiable":
+        return faults.WrongResultFault(
+            f"the output of {name} is not connected to its inputs in autograd, so no gradient flows back. "
+            "Avoid .detach(), .item(), .numpy(), torch.tensor(...) of results, and in-place tricks on the inputs.")
+    if kind == "bad_output":
+        return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_clip(error.get('message'))}.")
+    when = "while being imported" if op == "load" else "during this call"
+    return faults.ErrorFault(f"{name} raised {raised}{where} {when}.")
