@@ -13,11 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import torch
-
-from . import codec
+if TYPE_CHECKING:  # this module stays free of torch so the zygote can start before torch loads here
+    import torch
 
 ZYGOTE_START_SECONDS = 120.0
 
@@ -36,7 +35,11 @@ class WorkerDied(Exception):
 
 
 class Zygote:
-    """A fork server process that imported torch and nothing secret."""
+    """A fork server process that imported torch and nothing secret.
+
+    Creating one only starts the process; the first ``fork`` waits until it is ready, so
+    the zygote imports torch while the grader does the same on the other core.
+    """
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -50,6 +53,9 @@ class Zygote:
         )
         theirs.close()
         self.control = ours
+        self.ready = False
+
+    def _wait_ready(self) -> None:
         self.control.settimeout(ZYGOTE_START_SECONDS)
         try:
             ready = self.control.recv(4096)
@@ -59,8 +65,11 @@ class Zygote:
             self.close()
             raise RuntimeError("the sandbox's zygote process failed to start (see the messages above)")
         self.control.settimeout(None)
+        self.ready = True
 
     def fork(self, output: IO[bytes]) -> "WorkerProcess":
+        if not self.ready:
+            self._wait_ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         socket.send_fds(self.control, [b'{"op": "fork"}'], [theirs.fileno(), output.fileno()])
         theirs.close()
@@ -103,6 +112,8 @@ class WorkerProcess:
 
     def request(self, header: dict, tensors: list[torch.Tensor] = (), *, timeout: float) -> tuple[dict, list]:
         """Send one request and wait at most ``timeout`` seconds for the answer."""
+        from . import codec
+
         deadline = time.monotonic() + timeout
         try:
             codec.send_message(self.channel, header, list(tensors))

@@ -1,0 +1,116 @@
+"""Step 5 of the grading path: show the results (terminal tables) and write them (JSON).
+
+Files are written atomically (a temporary file renamed into place), so an interrupted run
+never leaves half a report behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .course import Course
+from .results import SubmissionResult, document
+
+STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "magenta", "crashed": "magenta",
+                "forbidden": "yellow", "not_implemented": "dim", "skipped": "dim"}
+STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def to_json(results: list[SubmissionResult]) -> str:
+    return json.dumps(document(results), indent=2) + "\n"
+
+
+def _points(score: float, max_score: float) -> str:
+    return f"{score:g}/{max_score:g}"
+
+
+def gradebook(course: Course, results: list[SubmissionResult]) -> Table:
+    """One row per submission, one column per exercise in course.yaml order."""
+    table = Table(title=f"{course.title}: gradebook", title_justify="left")
+    table.add_column("submission", overflow="fold")
+    for exercise in course.exercises:
+        table.add_column(exercise.id, justify="right")
+    table.add_column("total", justify="right", style="bold")
+    table.add_column("notes", overflow="fold")
+    for result in results:
+        cells = []
+        notes = []
+        for ex in result.exercises:
+            style = STATUS_STYLE.get(ex.status, "") if ex.score < ex.max_score else "green"
+            cells.append(Text(f"{ex.score:.4g}", style=style))
+            if ex.status not in ("passed", "failed"):
+                notes.append(f"{ex.id}: {ex.status}")
+        notes.extend(result.errors[:1])
+        table.add_row(result.submission, *cells, _points(round(result.score, 4), result.max_score), "; ".join(notes))
+    return table
+
+
+def details(result: SubmissionResult, *, show_hidden: bool = True) -> Table:
+    """Every test of one submission with its status, and the message of each failure."""
+    table = Table(title=f"{result.submission}: {_points(round(result.score, 4), result.max_score)}",
+                  title_justify="left", show_lines=False)
+    table.add_column("exercise")
+    table.add_column("test", overflow="fold")
+    table.add_column("points", justify="right")
+    table.add_column("result", overflow="fold")
+    for ex in result.exercises:
+        for test in ex.tests:
+            if test.hidden and not show_hidden:
+                continue
+            mark = STATUS_MARK.get(test.status, "✗")
+            line = Text(f"{mark} {test.status}", style=STATUS_STYLE.get(test.status, ""))
+            if test.status != "passed" and test.message:
+                line.append(f"\n{test.message}")
+            for hint in test.hints:
+                line.append(f"\nhint: {hint}", style="cyan")
+            name = test.name + (" (hidden)" if test.hidden else "")
+            table.add_row(ex.id, name, f"{test.score:.3g}/{test.max_score:.3g}", line)
+    return table
+
+
+def print_grades(console: Console, course: Course, results: list[SubmissionResult]) -> None:
+    if len(results) == 1:
+        console.print(details(results[0]))
+    console.print(gradebook(course, results))
+    for result in results:
+        for error in result.errors:
+            console.print(f"[yellow]{result.submission}[/yellow]: {error}", highlight=False)
+
+
+def print_check(console: Console, result: SubmissionResult) -> None:
+    """The student's view: one block per exercise, what failed and why, the score so far."""
+    for ex in result.exercises:
+        title = Text(f"{ex.id}  {ex.score:.3g}/{ex.max_score:g}", style="bold " + STATUS_STYLE.get(ex.status, ""))
+        console.print(title)
+        if ex.status == "not_implemented" and all(t.status == "not_implemented" for t in ex.tests):
+            console.print(f"  · not implemented yet: {ex.tests[0].message}" if ex.tests else "", highlight=False)
+            continue
+        for test in ex.tests:
+            mark = STATUS_MARK.get(test.status, "✗")
+            console.print(Text(f"  {mark} {test.name}", style=STATUS_STYLE.get(test.status, "")))
+            if test.status != "passed":
+                console.print(f"      {test.message}", highlight=False)
+                for hint in test.hints:
+                    console.print(f"      [cyan]hint:[/cyan] {hint}", highlight=False)
+    for error in result.errors:
+        console.print(f"[yellow]note:[/yellow] {error}", highlight=False)
+    console.print(Text(f"score so far (public tests): {result.score:.4g}/{result.max_score:g}", style="bold"))
