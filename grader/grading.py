@@ -123,7 +123,7 @@ def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: boo
     with zygote or Zygote() as zygote:
         plugin = _BatchPlugin(course, list(paths), public_only, zygote, collect)
         args = [*suites, "--rootdir", str(course.root),
-                "--strict-markers", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly",
+                "--strict-markers", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:logging",
                 "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
         code = pytest.main(args, plugins=[plugin])
     if plugin.collection_errors:
