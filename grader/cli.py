@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
         from dataclasses import replace
         course = replace(course, exercises=tuple(e for e in course.exercises if e.id in args.ids))
     (result,) = grade(course, [(str(folder), folder)], public_only=True, zygote=zygote)
-    report.print_check(report.Console(), result)
+    report.print_check(report.console(), result)
     return 0
 
 
@@ -74,11 +75,12 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
         else:
             sys.stdout.write(text)
     elif args.out:
-        file_console = report.Console(record=True, width=140, file=open("/dev/null", "w"))
-        report.print_grades(file_console, course, results)
-        report.write_atomically(args.out, file_console.export_text())
+        with open(os.devnull, "w") as sink:
+            recorder = report.console(record=True, width=160, file=sink)
+            report.print_grades(recorder, course, results)
+        report.write_atomically(args.out, recorder.export_text())
     else:
-        report.print_grades(report.Console(), course, results)
+        report.print_grades(report.console(), course, results)
     return 0
 
 

@@ -22,6 +22,15 @@ STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "
 STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
 
 
+def console(**kwargs) -> Console:
+    """A console for reports: the terminal's width, or a wide page when writing to a file or pipe."""
+    import sys
+
+    if not sys.stdout.isatty() and "width" not in kwargs:
+        kwargs["width"] = 160
+    return Console(**kwargs)
+
+
 def write_atomically(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +65,11 @@ def gradebook(course: Course, results: list[SubmissionResult]) -> Table:
         notes = []
         for ex in result.exercises:
             style = STATUS_STYLE.get(ex.status, "") if ex.score < ex.max_score else "green"
-            cells.append(Text(f"{ex.score:.4g}", style=style))
+            cells.append(Text(f"{ex.score:.3g}", style=style))
             if ex.status not in ("passed", "failed"):
                 notes.append(f"{ex.id}: {ex.status}")
         notes.extend(result.errors[:1])
-        table.add_row(result.submission, *cells, _points(round(result.score, 4), result.max_score), "; ".join(notes))
+        table.add_row(result.submission, *cells, _points(round(result.score, 2), result.max_score), "; ".join(notes))
     return table
 
 

@@ -43,11 +43,12 @@ def test_non_contiguous_inputs(student, reference, expect):
     expect.close(student(weights, V), reference(weights, V), what="the output", dims=DIMS)
 
 
-def test_inputs_are_not_modified(student, expect):
-    """Are the caller's weights and V left as they were?"""
+def test_inputs_are_not_modified(student, reference, expect):
+    """Are the caller's weights and V left as they were (and the output right)?"""
     weights, V = random_weights(2, 4, 5), randn(2, 5, 3)
-    _, after, _ = student.call_keeping_inputs(weights, V)
+    output, after, _ = student.call_keeping_inputs(weights, V)
     expect.unchanged([weights, V], after, ["weights", "V"])
+    expect.close(output, reference(weights, V), what="the output", dims=DIMS)
 
 
 def test_gradients(student, reference, expect):

@@ -41,7 +41,7 @@ def test_no_mask_random_shapes(student, reference, expect, batch):
     check_attention(student, reference, expect, *qkv(*batch))
 
 
-def test_returns_output_then_weights(student, expect):
+def test_returns_output_then_weights(student, reference, expect):
     """Is the pair in the order (output, weights), with shapes (..., L_q, d_v) and (..., L_q, L_k)?"""
     Q, K, V = qkv(2, L_q=3, L_k=5, d_k=4, d_v=7)
     output, weights = expect.pair(student(Q, K, V), what="attention")
@@ -51,6 +51,9 @@ def test_returns_output_then_weights(student, expect):
     assert isinstance(weights, torch.Tensor) and weights.shape == (2, 3, 5), (
         f"the second value returned should be the weights, shape (2, 3, 5) = (..., L_q, L_k), "
         f"got {tuple(getattr(weights, 'shape', ()))}.")
+    want_output, want_weights = reference(Q, K, V)
+    expect.close(weights, want_weights, what="the attention weights", dims=WEIGHT_DIMS)
+    expect.close(output, want_output, what="the output", dims=OUT_DIMS)
 
 
 @pytest.mark.points(2)
@@ -112,29 +115,33 @@ def test_non_contiguous_inputs(student, reference, expect):
     check_attention(student, reference, expect, Q, K, V)
 
 
-def test_inputs_are_not_modified(student, expect):
-    """Are the caller's Q, K, V and mask left as they were?"""
+def test_inputs_are_not_modified(student, reference, expect):
+    """Are the caller's Q, K, V and mask left as they were (and the result right)?"""
     Q, K, V = qkv(2)
     mask = causal_mask(4, 6)
-    _, after, _ = student.call_keeping_inputs(Q, K, V, mask)
+    result, after, _ = student.call_keeping_inputs(Q, K, V, mask)
     expect.unchanged([Q, K, V, mask], after, ["Q", "K", "V", "mask"])
+    output, weights = expect.pair(result, what="attention")
+    want_output, want_weights = reference(Q, K, V, mask)
+    expect.close(weights, want_weights, what="the attention weights", dims=WEIGHT_DIMS)
+    expect.close(output, want_output, what="the output", dims=OUT_DIMS)
 
 
-def test_permuting_keys_with_values(student, expect):
+def test_permuting_keys_with_values(student, reference, expect):
     """Does shuffling the keys together with their values leave the output unchanged?"""
     Q, K, V = qkv(2, dtype=torch.float64)
     order = torch.randperm(K.shape[-2])
-    output, _ = expect.pair(student(Q, K, V), what="attention")
+    output, _ = check_attention(student, reference, expect, Q, K, V)
     shuffled, _ = expect.pair(student(Q, K[:, order], V[:, order]), what="attention")
     expect.close(shuffled, output, what="the output after shuffling keys and values together", dims=OUT_DIMS)
 
 
-def test_masked_value_is_ignored(student, expect):
+def test_masked_value_is_ignored(student, reference, expect):
     """Does changing the value of a masked key change nothing?"""
     Q, K, V = qkv(2, dtype=torch.float64)
     mask = torch.ones(4, 6, dtype=torch.bool)
     mask[:, 3] = False
-    output, _ = expect.pair(student(Q, K, V, mask), what="attention")
+    output, _ = check_attention(student, reference, expect, Q, K, V, mask)
     V2 = V.clone()
     V2[:, 3] += 100.0
     changed, _ = expect.pair(student(Q, K, V2, mask), what="attention")

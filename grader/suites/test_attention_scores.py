@@ -44,11 +44,12 @@ def test_non_contiguous_inputs(student, reference, expect):
     expect.close(student(Q, K), reference(Q, K), what="the scores", dims=DIMS)
 
 
-def test_inputs_are_not_modified(student, expect):
-    """Are the caller's Q and K left as they were?"""
+def test_inputs_are_not_modified(student, reference, expect):
+    """Are the caller's Q and K left as they were (and the scores right)?"""
     Q, K = randn(2, 4, 8), randn(2, 6, 8)
-    _, after, _ = student.call_keeping_inputs(Q, K)
+    scores, after, _ = student.call_keeping_inputs(Q, K)
     expect.unchanged([Q, K], after, ["Q", "K"])
+    expect.close(scores, reference(Q, K), what="the scores", dims=DIMS)
 
 
 def test_gradients(student, reference, expect):

@@ -1,0 +1,59 @@
+"""Shared helpers: build submissions from the reference solutions, grade them with the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+IDS = ("attention_scores", "softmax", "apply_weights", "attention")
+
+
+def solution_sources() -> dict[str, str]:
+    return {i: (SOLUTIONS / f"{i}.py").read_text() for i in IDS}
+
+
+def make_submission(folder: Path, overrides: dict[str, str | None] | None = None, *, layout: str = "top") -> Path:
+    """A submission folder holding the reference files, some replaced (None removes one)."""
+    files = dict(solution_sources(), **(overrides or {}))
+    code = folder / "exercises" if layout == "exercises" else folder
+    code.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        if text is not None:
+            (code / f"{name}.py").write_text(text)
+    return folder
+
+
+def run_grader(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def grade_json(out_dir: Path, *paths: Path | str, extra: tuple[str, ...] = ()) -> dict:
+    """Grade with the real CLI (``--format json --out``) and return the JSON document."""
+    out = Path(out_dir) / "report.json"
+    proc = run_grader("grade", *map(str, paths), "--format", "json", "--out", str(out), *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())
+
+
+def by_name(document: dict) -> dict[str, dict]:
+    return {s["submission"]: s for s in document["submissions"]}
+
+
+def exercise_scores(submission: dict) -> dict[str, float]:
+    return {e["id"]: e["score"] for e in submission["exercises"]}
+
+
+def max_scores(submission: dict) -> dict[str, float]:
+    return {e["id"]: e["max_score"] for e in submission["exercises"]}
+
+
+@pytest.fixture(scope="session")
+def reference_report(tmp_path_factory) -> dict:
+    """The reference solutions graded once, as a submission."""
+    return grade_json(tmp_path_factory.mktemp("reference"), SOLUTIONS)["submissions"][0]
