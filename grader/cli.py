@@ -24,13 +24,15 @@ FORMATS = ("table", "json")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grader", description="Sandboxed autograder for the attention chapter.")
     parser.add_argument("--course", metavar="FILE", help="the course file (default: ./course.yaml)")
+    common = argparse.ArgumentParser(add_help=False)  # --course is accepted after the command too
+    common.add_argument("--course", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    check = commands.add_parser("check", help="student self-check of ./exercises (public tests only)")
+    check = commands.add_parser("check", parents=[common], help="student self-check of ./exercises (public tests only)")
     check.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all)")
     check.add_argument("--dir", default="exercises", help="the folder holding your exercise files (default: exercises)")
 
-    grade_cmd = commands.add_parser("grade", help="grade submissions with every test (instructors)")
+    grade_cmd = commands.add_parser("grade", parents=[common], help="grade submissions with every test (instructors)")
     grade_cmd.add_argument("paths", nargs="+", metavar="PATH", help="a submission (folder, .zip, .ipynb) or a folder of them")
     grade_cmd.add_argument("--format", choices=FORMATS, default="table")
     grade_cmd.add_argument("--out", metavar="FILE", help="write the report here instead of standard output")

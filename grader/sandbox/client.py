@@ -83,6 +83,8 @@ class Zygote:
     def close(self) -> None:
         try:
             self.control.close()
+            if not self.ready:  # never used: no workers to clean up, no need to wait
+                self.process.kill()
         finally:
             try:
                 self.process.wait(timeout=10)
