@@ -69,8 +69,8 @@ class StudentCode:
         codec.send_message(worker.channel, {"sources": sources, "notebook": self.submission.notebook,
                                             "limits": DEFAULT_LIMITS, "scratch": self.scratch})
         self.worker = worker
-        for index in range(len(self.submission.notebook or ())):
-            if index not in self.bad_cells:
+        for index, cell in enumerate(self.submission.notebook or ()):
+            if cell.strip() and index not in self.bad_cells:
                 self._run_cell(worker, index)
                 if not worker.alive:  # that cell hung or killed the worker: skip it from now on
                     return self._start()

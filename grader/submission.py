@@ -40,7 +40,8 @@ class Submission:
     sources: dict[str, SourceFile] = field(default_factory=dict)
     """Python modules at the submission's code level, by module name (``softmax``)."""
     notebook: list[str] | None = None
-    """For a notebook: its code cells in order, magics and shell lines blanked out."""
+    """For a notebook: its cells in order (Markdown ones empty, so numbers match what the
+    student sees), magics and shell lines blanked out."""
     unreadable: dict[str, str] = field(default_factory=dict)
     """Module name -> why its file could not be read (encoding, size)."""
     errors: list[str] = field(default_factory=list)
@@ -266,6 +267,6 @@ def _read_notebook_bytes(submission: Submission, data: bytes, name: str) -> None
         submission.errors.append(f"{name} is {what} ({str(exc).splitlines()[0][:200]}). "
                                  "Fix: download it again from Jupyter (File > Download > Notebook).")
         return
-    cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
-    submission.notebook = [strip_magics(c.get("source", "")) for c in cells]
+    submission.notebook = [strip_magics(c.get("source", "")) if c.get("cell_type") == "code" else ""
+                           for c in notebook.get("cells", [])]
     submission.sources = {}

@@ -73,7 +73,7 @@ def test_notebook_cells_and_magics(tmp_path):
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
     sub = load_submission("n.ipynb", path)
-    assert sub.notebook == ["\n\nx = 1", "\n", "y = x + 1"]
+    assert sub.notebook == ["", "\n\nx = 1", "\n", "y = x + 1"]
 
 
 @pytest.mark.parametrize("content, words", [(b"{not json", "not valid JSON"), (b'{"hello": 1}', "not a Jupyter notebook"),

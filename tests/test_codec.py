@@ -1,0 +1,112 @@
+"""The wire format: exact round trips, and hostile bytes rejected (never unpickled)."""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grader.sandbox import codec
+
+
+def round_trip(value):
+    a, b = socket.socketpair()
+    with a, b:
+        tensors: list = []
+        codec.send_message(a, {"v": codec.encode_value(value, tensors)}, tensors)
+        header, got = codec.recv_message(b, time.monotonic() + 5)
+        return codec.decode_value(header["v"], got)
+
+
+def send_raw(header: dict, payload: bytes = b""):
+    a, b = socket.socketpair()
+    with a, b:
+        blob = json.dumps(header).encode()
+        a.sendall(struct.pack(">I", len(blob)) + blob + payload)
+        a.shutdown(socket.SHUT_WR)
+        return codec.recv_message(b, time.monotonic() + 5)
+
+
+@pytest.mark.parametrize("dtype", list(codec.DTYPES.values()))
+def test_every_allowed_dtype_round_trips(dtype):
+    """Does every whitelisted dtype come back bit for bit?"""
+    t = (torch.randn(3, 4) * 10).to(dtype)
+    got = round_trip(t)
+    assert got.dtype == dtype and torch.equal(got, t)
+
+
+def test_views_keep_their_layout():
+    """Does a transposed view arrive as a view with the same strides?"""
+    t = torch.randn(2, 3, 4).transpose(-2, -1)
+    got = round_trip(t)
+    assert torch.equal(got, t) and got.stride() == t.stride() and not got.is_contiguous()
+
+
+def test_nested_values():
+    """Do tuples, lists, dicts, None, numbers and strings survive; other objects only by name?"""
+    value = (torch.zeros(2), [None, 1, 2.5, "x"], {"k": True}, torch.empty(0, 3), object())
+    got = round_trip(value)
+    assert torch.equal(got[0], value[0]) and got[1] == [None, 1, 2.5, "x"] and got[2] == {"k": True}
+    assert got[3].shape == (0, 3) and isinstance(got[4], codec.Opaque) and "object" in got[4].type_name
+
+
+@given(st.lists(st.integers(0, 5), min_size=0, max_size=4), st.sampled_from(["float32", "float64", "int64", "bool"]))
+@settings(max_examples=40, deadline=None)
+def test_any_shape_round_trips(shape, dtype):
+    """Does any small shape of any dtype round trip exactly?"""
+    t = (torch.randn(tuple(shape)) * 5).to(codec.DTYPES[dtype])
+    assert torch.equal(round_trip(t), t)
+
+
+@pytest.mark.parametrize("entry", [
+    {"dtype": "object", "shape": [1], "perm": [0], "nbytes": 8},
+    {"dtype": "float32", "shape": [4], "perm": [0], "nbytes": 8},
+    {"dtype": "float32", "shape": [-1], "perm": [0], "nbytes": 4},
+    {"dtype": "float32", "shape": [2, 2], "perm": [0, 0], "nbytes": 16},
+    {"dtype": "float32", "shape": [2**40], "perm": [0], "nbytes": 2**42},
+    {"dtype": "float32", "shape": "big", "perm": [0], "nbytes": 4},
+])
+def test_forged_tensor_headers_are_rejected(entry):
+    """Are bad dtypes, shapes, permutations and lengths refused before any data is read?"""
+    with pytest.raises(codec.ProtocolError):
+        send_raw({"v": {"t": "tensor", "i": 0}, "tensors": [entry]}, b"\x00" * 16)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=100, deadline=None)
+def test_garbage_never_crashes_the_decoder(data):
+    """Does any byte string give a message or a ProtocolError, never another exception?"""
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(data)
+        a.shutdown(socket.SHUT_WR)
+        try:
+            header, tensors = codec.recv_message(b, time.monotonic() + 2)
+            codec.decode_value(header.get("v", {"t": "none"}), tensors)
+        except codec.ProtocolError:
+            pass
+
+
+def test_a_pickle_is_just_garbage():
+    """Is a pickle payload treated as bytes (rejected), never unpickled?"""
+    import pickle
+
+    payload = pickle.dumps(torch.zeros(2))
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(payload)
+        a.shutdown(socket.SHUT_WR)
+        with pytest.raises(codec.ProtocolError):
+            codec.recv_message(b, time.monotonic() + 2)
+
+
+def test_deadline():
+    """Does a silent peer raise Timeout at the deadline?"""
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(codec.Timeout):
+        codec.recv_message(b, time.monotonic() + 0.2)

@@ -1,0 +1,107 @@
+"""The three submission formats grade alike; broken code gets a message that names the fix."""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import by_name, exercise_scores, grade_json, make_submission, solution_sources
+
+NOTEBOOK_ATTENTION = solution_sources()["attention"].replace(
+    "from .apply_weights import apply_attention_weights\nfrom .attention_scores import attention_scores\nfrom .softmax import softmax\n", "")
+
+WRONG_SOFTMAX = "import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=dim, keepdim=True)\n"
+
+
+def notebook(path: Path, sources: dict[str, str], extra_cells: tuple[str, ...] = ()) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# My attention"), nbformat.v4.new_code_cell("%load_ext autoreload\n!nvidia-smi")]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in extra_cells]
+    nb.cells += [nbformat.v4.new_code_cell(text) for text in sources.values()]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def formats(tmp_path_factory) -> dict[str, dict]:
+    root = tmp_path_factory.mktemp("formats")
+    sources = dict(solution_sources(), softmax=WRONG_SOFTMAX)
+    make_submission(root / "as_folder", {"softmax": WRONG_SOFTMAX})
+    with zipfile.ZipFile(root / "as_zip.zip", "w") as archive:
+        for name, text in sources.items():
+            archive.writestr(f"wrapper/exercises/{name}.py", text)
+    notebook(root / "as_notebook.ipynb", dict(sources, attention=NOTEBOOK_ATTENTION),
+             extra_cells=("raise ValueError('a broken cell')", "import time\nwhile True:\n    time.sleep(0.01)"))
+    # broken in words
+    make_submission(root / "syntax_error", {"softmax": "def softmax(x, dim=-1)\n    return x\n"})
+    make_submission(root / "misnamed_function", {"softmax": "def sofmax(x, dim=-1):\n    return x\n"})
+    make_submission(root / "misnamed_file", {"attention": None, "atention": solution_sources()["attention"]})
+    make_submission(root / "missing_module", {"softmax": "import scipy_special_thing\n\ndef softmax(x, dim=-1):\n    return x\n"})
+    make_submission(root / "raises", {"softmax": "def softmax(x, dim=-1):\n    raise ValueError('oops')\n"})
+    (root / "latin1").mkdir()
+    make_submission(root / "latin1", {})
+    (root / "latin1" / "softmax.py").write_bytes("def softmax(x, dim=-1):\n    return x  # é\n".encode("latin-1"))
+    snapshot = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    report = by_name(grade_json(tmp_path_factory.mktemp("out"), root))
+    report["__files_after__"] = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    report["__files_before__"] = snapshot
+    return report
+
+
+def test_folder_zip_and_notebook_grade_alike(formats):
+    """Does the same code score the same as a folder, a zip and a notebook?"""
+    folder, archive, nb = (exercise_scores(formats[n]) for n in ("as_folder", "as_zip.zip", "as_notebook.ipynb"))
+    assert folder == archive == nb
+    assert folder["softmax"] < 3 and folder["attention_scores"] == 2
+
+
+def test_notebook_cells_that_fail_are_reported_and_skipped(formats):
+    """Do a raising cell and a hanging cell become errors while the other cells still run?"""
+    errors = formats["as_notebook.ipynb"]["errors"]
+    assert any("cell 3 raised ValueError: a broken cell" in e for e in errors)
+    assert any("cell 4 ran past" in e for e in errors)
+
+
+def test_grading_writes_nothing_into_submissions(formats):
+    """Does grading leave every submission file untouched, with no __pycache__?"""
+    assert formats["__files_after__"] == formats["__files_before__"]
+    assert not any("__pycache__" in str(p) for p in formats["__files_after__"])
+
+
+def messages(formats, name: str, exercise: str) -> list[tuple[str, str]]:
+    ex = next(e for e in formats[name]["exercises"] if e["id"] == exercise)
+    return [(t["status"], t["message"]) for t in ex["tests"]]
+
+
+def test_syntax_error_names_file_and_line(formats):
+    status, message = messages(formats, "syntax_error", "softmax")[0]
+    assert status == "error" and "softmax.py line 1" in message and "syntax error" in message
+
+
+def test_misnamed_function_gets_did_you_mean(formats):
+    status, message = messages(formats, "misnamed_function", "softmax")[0]
+    assert status == "not_implemented" and "Did you mean sofmax?" in message
+
+
+def test_misnamed_file_gets_did_you_mean(formats):
+    status, message = messages(formats, "misnamed_file", "attention")[0]
+    assert status == "not_implemented" and "atention.py" in message and "attention.py" in message
+
+
+def test_import_error_names_the_module(formats):
+    status, message = messages(formats, "missing_module", "softmax")[0]
+    assert status == "error" and "scipy_special_thing" in message
+
+
+def test_exception_names_the_line(formats):
+    status, message = messages(formats, "raises", "softmax")[0]
+    assert status == "error" and "ValueError: oops" in message and "line 2" in message
+
+
+def test_non_utf8_source_explained(formats):
+    status, message = messages(formats, "latin1", "softmax")[0]
+    assert status == "error" and "not valid utf-8" in message and "UTF-8" in message
+    assert exercise_scores(formats["latin1"])["apply_weights"] == 2
