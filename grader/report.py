@@ -111,7 +111,7 @@ def print_check(console: Console, result: SubmissionResult) -> None:
         title = Text(f"{ex.id}  {ex.score:.3g}/{ex.max_score:g}", style="bold " + STATUS_STYLE.get(ex.status, ""))
         console.print(title)
         if ex.status == "not_implemented" and all(t.status == "not_implemented" for t in ex.tests):
-            console.print(f"  · not implemented yet: {ex.tests[0].message}" if ex.tests else "", highlight=False)
+            console.print(f"  · {ex.tests[0].message}" if ex.tests else "", highlight=False)
             continue
         for test in ex.tests:
             mark = STATUS_MARK.get(test.status, "✗")
