@@ -20,9 +20,10 @@ from .errors import UsageError
 COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
-_TOP_KEYS = {"title", "seed", "defaults", "exercises"}
+_TOP_KEYS = {"title", "seed", "sandbox", "defaults", "exercises"}
+_SANDBOX_KEYS = {"memory_mb", "cpu_seconds", "output_kb", "tmpfs_mb"}
 _DEFAULT_KEYS = {"time_limit", "tolerance"}
-_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "time_limit", "tolerance"}
+_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "banned_kernels", "time_limit", "tolerance"}
 
 
 class CourseError(UsageError):
@@ -50,10 +51,22 @@ class Exercise:
     """Seconds allowed for one call of the student's function, and for importing it."""
     tolerance: Mapping[str, Tolerance]
     """Per float dtype name (``"float32"``...)."""
+    banned_kernels: tuple[str, ...] = ()
+    """aten operators (``_softmax``) that may not run during a call, whatever route reaches them."""
 
     @property
     def filename(self) -> str:
         return f"{self.id}.py"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits of a worker process (course.yaml ``sandbox:``)."""
+
+    memory_mb: float = 2048
+    cpu_seconds: float = 60
+    output_kb: float = 1024
+    tmpfs_mb: float = 64
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class Course:
     exercises: tuple[Exercise, ...]
     root: Path = field(compare=False)
     """The folder holding course.yaml, solutions/ and grader/suites/."""
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
 
     @property
     def max_score(self) -> float:
@@ -146,6 +160,13 @@ class _Validator:
                                      atol=float(self.number(tol["atol"], f"{key}.{dtype}.atol", positive=False)))
         return table
 
+    def kernel_name(self, name: Any, key: str) -> str:
+        import torch
+
+        if not isinstance(name, str) or not name.isidentifier() or not hasattr(torch.ops.aten, name):
+            raise self.fail(key, f"{name!r} is not an aten operator", "use a name from torch.ops.aten, such as _softmax")
+        return name
+
     def banned_name(self, name: Any, key: str) -> str:
         if not isinstance(name, str) or not _resolves(name):
             raise self.fail(key, f"{name!r} does not name anything in torch",
@@ -161,6 +182,8 @@ class _Validator:
         seed = data.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise self.fail("seed", f"expected a non-negative whole number, got {seed!r}", "write a number such as 1234")
+        sandbox = self.mapping(data.get("sandbox", {}), "sandbox", _SANDBOX_KEYS)
+        limits = SandboxLimits(**{k: self.number(v, f"sandbox.{k}") for k, v in sandbox.items()})
         defaults = self.mapping(data.get("defaults", {}), "defaults", _DEFAULT_KEYS)
         time_limit = self.number(defaults.get("time_limit", 2.0), "defaults.time_limit")
         tolerance = self.tolerances(defaults.get("tolerance", {}), "defaults.tolerance", {})
@@ -185,20 +208,23 @@ class _Validator:
             key = f"exercises[{index}] ({ex_id})"
             if any(e.id == ex_id for e in exercises):
                 raise self.fail(f"{key}.id", f"duplicate id {ex_id!r}", "give each exercise its own id")
-            banned = entry.get("banned", [])
-            if not isinstance(banned, list):
-                raise self.fail(f"{key}.banned", "expected a list", "write one dotted name per '- ' line")
+            banned, kernels = entry.get("banned", []), entry.get("banned_kernels", [])
+            for name, value in (("banned", banned), ("banned_kernels", kernels)):
+                if not isinstance(value, list):
+                    raise self.fail(f"{key}.{name}", "expected a list", "write one name per '- ' line")
             exercise = Exercise(
                 id=ex_id,
                 title=self.text(entry["title"], f"{key}.title"),
                 points=self.number(entry["points"], f"{key}.points"),
                 function=self.text(entry.get("function", ex_id), f"{key}.function"),
                 banned=tuple(self.banned_name(b, f"{key}.banned[{i}]") for i, b in enumerate(banned)),
+                banned_kernels=tuple(self.kernel_name(b, f"{key}.banned_kernels[{i}]") for i, b in enumerate(kernels)),
                 time_limit=self.number(entry.get("time_limit", time_limit), f"{key}.time_limit"),
                 tolerance=MappingProxyType(self.tolerances(entry.get("tolerance", {}), f"{key}.tolerance", tolerance)),
             )
             exercises.append(exercise)
-        course = Course(title=title, seed=seed, exercises=tuple(exercises), root=self.path.resolve().parent)
+        course = Course(title=title, seed=seed, exercises=tuple(exercises), sandbox=limits,
+                        root=self.path.resolve().parent)
         for index, exercise in enumerate(course.exercises):
             for what, file in (("solution", course.solution_path(exercise)), ("test suite", course.suite_path(exercise))):
                 if not file.is_file():

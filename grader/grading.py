@@ -25,6 +25,17 @@ from .student import StudentCode
 from .submission import load_submission
 
 
+def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
+    """What a worker must not see: the solutions, the suites, and the submissions (or the
+    batch folders holding them), unless a folder also holds the Python running the grader."""
+    runtime = [Path(sys.prefix).resolve(), Path(__file__).resolve().parent]
+    candidates = {course.root / "solutions", course.root / "grader" / "suites"}
+    for path in submissions:
+        candidates.add(path.resolve().parent if path.resolve().parent != course.root else path.resolve())
+    keep = [p for p in candidates if not any(r.is_relative_to(p.resolve()) for r in runtime)]
+    return sorted(str(p) for p in keep if p.is_dir())
+
+
 class _BatchPlugin:
     def __init__(self, course: Course, submissions: list[tuple[str, Path]], public_only: bool,
                  zygote: Zygote, on_result: Callable[[SubmissionResult], None]):
@@ -35,6 +46,7 @@ class _BatchPlugin:
         self.zygote = zygote
         self.on_result = on_result
         self.collection_errors: list[str] = []
+        self.hide = hidden_paths(course, [p for _, p in submissions])
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[STATE] = self.state
@@ -68,7 +80,7 @@ class _BatchPlugin:
 
     def _grade_one(self, name: str, path: Path, items: list[pytest.Item]) -> SubmissionResult:
         submission = load_submission(name, path)
-        code = StudentCode(self.course, submission, self.zygote)
+        code = StudentCode(self.course, submission, self.zygote, hide=self.hide)
         self.state.current = code
         outcomes: list[Outcome] = []
         try:
@@ -78,14 +90,18 @@ class _BatchPlugin:
                 runtestprotocol(item, log=False, nextitem=items[index + 1] if index + 1 < len(items) else None)
                 outcomes.append(item.stash.get(OUTCOME, Outcome("error", "the test did not run.")))
             errors = code.errors()
+            protections, printed = code.protections, code.printed()
         except Exception as exc:  # a bug of the grader's own: cost this submission only
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             outcomes = [Outcome("error", "the grader failed on this submission; tell your instructor.")] * len(items)
             errors = [*submission.errors, f"internal grader error: {detail}"]
+            protections, printed = [], ""
         finally:
             code.close()
             self.state.current = None
-        return self._result(name, items, outcomes, errors)
+        result = self._result(name, items, outcomes, errors)
+        result.protections, result.printed = protections, printed
+        return result
 
     def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str]) -> SubmissionResult:
         exercises = []

@@ -103,6 +103,9 @@ def print_grades(console: Console, course: Course, results: list[SubmissionResul
     for result in results:
         for error in result.errors:
             console.print(f"[yellow]{result.submission}[/yellow]: {error}", highlight=False)
+    protections = next((r.protections for r in results if r.protections), [])
+    if protections:
+        console.print(f"[dim]sandbox: {'; '.join(protections)}[/dim]", highlight=False)
 
 
 def print_check(console: Console, result: SubmissionResult) -> None:

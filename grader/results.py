@@ -66,6 +66,10 @@ class SubmissionResult:
     submission: str
     exercises: list[ExerciseResult]
     errors: list[str] = field(default_factory=list)
+    protections: list[str] = field(default_factory=list)
+    """The sandbox protections that were active for this submission's worker."""
+    printed: str = ""
+    """The start of what the student's code printed (staff only)."""
 
     @property
     def score(self) -> float:
@@ -82,5 +86,6 @@ class SubmissionResult:
 
 
 def document(results: list[SubmissionResult]) -> dict:
-    """The JSON document of the report contract."""
-    return {"submissions": [r.to_dict() for r in results]}
+    """The JSON document of the report contract, plus the sandbox's active protections."""
+    protections = next((r.protections for r in results if r.protections), [])
+    return {"submissions": [r.to_dict() for r in results], "sandbox": {"protections": list(protections)}}

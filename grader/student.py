@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import shutil
 import tempfile
 from typing import Any
@@ -23,21 +24,33 @@ from .sandbox import codec
 from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote
 from .submission import Submission
 
-DEFAULT_LIMITS = {
-    "memory_bytes": 2 << 30,   # RLIMIT_DATA: torch tensors and Python objects
-    "file_bytes": 1 << 20,     # prints and files written: 1 MiB
-    "open_files": 64,
-}
+WORKER_START_SECONDS = 10.0
+BASE_UID = 60000  # slot n runs as uid 60000 + n when the grader is root
+
+
+def sandbox_plan(course: Course, slot: int, hide: list[str]) -> dict:
+    """What ``harden.apply`` does in a worker: limits from course.yaml, uid per slot."""
+    limits = course.sandbox
+    plan = {"memory_bytes": int(limits.memory_mb * 2**20), "cpu_seconds": int(limits.cpu_seconds),
+            "file_bytes": int(limits.output_kb * 1024), "open_files": 64,
+            "tmpfs_bytes": int(limits.tmpfs_mb * 2**20), "hide": hide}
+    if os.geteuid() == 0:
+        # NPROC counts the threads of a uid across processes: only meaningful for our own uid.
+        plan.update(uid=BASE_UID + slot, processes=64)
+    return plan
 
 
 class StudentCode:
-    def __init__(self, course: Course, submission: Submission, zygote: Zygote):
+    def __init__(self, course: Course, submission: Submission, zygote: Zygote, *, slot: int = 0,
+                 hide: list[str] = ()):
         self.course = course
         self.submission = submission
         self.zygote = zygote
         self.worker: WorkerProcess | None = None
         self.output = tempfile.TemporaryFile()  # the worker's stdout and stderr
         self.scratch = tempfile.mkdtemp(prefix="grader-scratch-")
+        self.plan = dict(sandbox_plan(course, slot, list(hide)), scratch=self.scratch)
+        self.protections: list[str] = []
         self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
         self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
         self.loaded: set[str] = set()
@@ -47,27 +60,50 @@ class StudentCode:
     # ------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.kill()
-            self.worker = None
+        """End the worker and anything it started; remove what it wrote."""
+        self._stop_worker()
         self.output.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+            if "uid" in self.plan:
+                self.zygote.sweep(self.plan["uid"])  # a setsid() grandchild escapes the group kill
+
     def errors(self) -> list[str]:
-        """Problems of the submission as a whole (reading it, notebook cells)."""
+        """Problems of the submission as a whole (reading it, notebook cells, a flood of output)."""
         notes = list(self.submission.errors)
         for index in sorted(set(self.cell_errors) | set(self.bad_cells)):
             notes.append(self.bad_cells.get(index) or self.cell_errors[index])
+        written = self.output.seek(0, os.SEEK_END)
+        if written >= self.plan["file_bytes"]:
+            notes.append(f"your code printed or wrote {written >> 10} KiB, the most allowed: the rest was cut, "
+                         "and writing more raised an error. Remove debugging prints in loops.")
         return notes
+
+    def printed(self, limit: int = 2000) -> str:
+        """The start of what the student's code printed (for staff reports)."""
+        self.output.seek(0)
+        return self.output.read(limit).decode("utf-8", "replace")
 
     def _start(self) -> WorkerProcess:
         if self.worker is not None and self.worker.alive:
             return self.worker
+        self._stop_worker()
         self.loaded.clear()
         worker = self.zygote.fork(self.output)
         sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
-        codec.send_message(worker.channel, {"sources": sources, "notebook": self.submission.notebook,
-                                            "limits": DEFAULT_LIMITS, "scratch": self.scratch})
+        try:
+            hello, _ = worker.request({"sources": sources, "notebook": self.submission.notebook, "sandbox": self.plan},
+                                      timeout=WORKER_START_SECONDS)
+        except (WorkerTimeout, WorkerDied) as exc:
+            raise RuntimeError(f"the sandbox could not start a worker ({type(exc).__name__})") from None
+        if not hello.get("ok"):
+            worker.kill()
+            raise RuntimeError(f"the sandbox could not start a worker: {hello.get('error', {}).get('message')}")
+        self.protections = [str(p) for p in hello.get("protections", [])]
         self.worker = worker
         for index, cell in enumerate(self.submission.notebook or ()):
             if cell.strip() and index not in self.bad_cells:
@@ -102,7 +138,8 @@ class StudentCode:
             raise fault
         if exercise.id not in self.loaded:
             try:
-                self._request(exercise, {"op": "load", "exercise": exercise.id, "function": exercise.function}, [])
+                self._request(exercise, {"op": "load", "exercise": exercise.id, "function": exercise.function,
+                                         "banned_kernels": list(exercise.banned_kernels)}, [])
             except faults.StudentFault as fault:
                 self.checked[exercise.id] = fault  # an import that fails fails the same way every time
                 raise
@@ -236,6 +273,10 @@ def _describe(exercise: Exercise, error: dict, op: str) -> faults.StudentFault:
         return faults.WrongResultFault(
             f"the output of {name} is not connected to its inputs in autograd, so no gradient flows back. "
             "Avoid .detach(), .item(), .numpy(), torch.tensor(...) of results, and in-place tricks on the inputs.")
+    if kind == "forbidden":
+        return faults.ForbiddenFault(
+            f"{name} ran the operator aten.{_clip(error.get('kernel'), 60)}{where}, which this exercise forbids "
+            "(a library softmax or attention, reached through whatever route). It scores 0 until that call is gone.")
     if kind == "bad_output":
         return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_clip(error.get('message'))}.")
     when = "while being imported" if op == "load" else "during this call"

@@ -76,6 +76,11 @@ class Zygote:
         pid = json.loads(self.control.recv(4096))["pid"]
         return WorkerProcess(self, pid, ours)
 
+    def sweep(self, uid: int) -> None:
+        """Kill whatever still runs as ``uid`` (root only; a no-op otherwise)."""
+        self.control.send(json.dumps({"op": "sweep", "uid": uid}).encode())
+        self.control.recv(4096)
+
     def reap(self, pid: int) -> str:
         self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
         return json.loads(self.control.recv(4096))["status"]

@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-from . import codec, limits
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from . import codec, harden
 
 PACKAGE = "exercises"
 BLOCKED_PACKAGES = ("solutions", "grader")
@@ -77,6 +79,26 @@ def remember_source(display: str, text: str) -> None:
     linecache.cache[display] = (len(text), None, lines, display)
 
 
+class KernelWatch(TorchDispatchMode):
+    """Records the first banned aten operator that runs, whatever Python route reached it
+    (``torch.softmax``, ``nn.Softmax``, softmin, a distribution...)."""
+
+    def __init__(self, banned: frozenset[str], student_files: set[str]):
+        super().__init__()
+        self.banned = banned
+        self.student_files = student_files
+        self.hit: dict | None = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.banned and self.hit is None:
+            frames = [f for f in traceback.extract_stack() if f.filename in self.student_files]
+            self.hit = {"kind": "forbidden", "kernel": name}
+            if frames:
+                self.hit.update(file=frames[-1].filename, line=frames[-1].lineno, code=(frames[-1].line or "").strip()[:200])
+        return func(*args, **(kwargs or {}))
+
+
 class Worker:
     def __init__(self, channel: socket.socket, init: dict):
         self.channel = channel
@@ -92,6 +114,7 @@ class Worker:
         self.cells = init.get("notebook") or []
         sys.meta_path.insert(0, StudentModules(self.sources, notebook))
         self.functions: dict[str, Any] = {}
+        self.banned_kernels: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------ requests
 
@@ -116,13 +139,22 @@ class Worker:
         if not callable(fn):
             return {"ok": False, "error": {"kind": "not_callable", "type": type(fn).__name__}}
         self.functions[exercise] = fn
+        self.banned_kernels[exercise] = frozenset(request.get("banned_kernels", ()))
         return {"ok": True}
 
     def call(self, request: dict, tensors: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
-        fn = self.functions[request["exercise"]]
+        exercise = request["exercise"]
+        fn = self.functions[exercise]
         args = codec.decode_value(request["args"], tensors)
         kwargs = codec.decode_value(request["kwargs"], tensors)
-        result = fn(*args, **kwargs)
+        watch = KernelWatch(self.banned_kernels[exercise], self.student_files) if self.banned_kernels[exercise] else None
+        if watch is None:
+            result = fn(*args, **kwargs)
+        else:
+            with watch:
+                result = fn(*args, **kwargs)
+            if watch.hit is not None:
+                return {"ok": False, "error": watch.hit}, []
         out: list[torch.Tensor] = []
         answer = {"ok": True, "value": codec.encode_value(result, out)}
         if request.get("return_inputs"):
@@ -205,8 +237,12 @@ def _safe_str(exc: BaseException) -> str:
         return "<unprintable>"
 
 
-def main(channel_fd: int, output_fd: int) -> None:
-    """Entry point of a freshly forked worker; never returns."""
+def main(channel_fd: int, output_fd: int, parent: int) -> None:
+    """Entry point of a freshly forked worker; never returns.
+
+    Reads the ``init`` message, hardens itself (``harden.apply``), answers with the list of
+    active protections, then serves requests until the grader closes the channel.
+    """
     try:
         os.setsid()  # own process group: the grader kills the whole group
         os.dup2(output_fd, 1)
@@ -214,10 +250,16 @@ def main(channel_fd: int, output_fd: int) -> None:
         os.close(output_fd)
         channel = socket.socket(fileno=channel_fd)
         init, _ = codec.recv_message(channel)
-        if init.get("scratch"):
-            os.chdir(init["scratch"])
-        limits.apply(init.get("limits", {}), keep_fds={1, 2, channel_fd})
+        plan = init.get("sandbox", {})
+        active, scratch = harden.apply(plan, keep_fds={0, 1, 2, channel_fd}, parent=parent)
+        os.chdir(scratch)
         torch.set_num_threads(1)
+        codec.send_message(channel, {"ok": True, "protections": active})
         Worker(channel, init).serve()
+    except BaseException as exc:  # noqa: BLE001 - report a failed start instead of vanishing
+        try:
+            codec.send_message(channel, {"ok": False, "error": {"kind": "start", "message": f"{type(exc).__name__}: {exc}"}})
+        except BaseException:  # noqa: BLE001
+            pass
     finally:
         os._exit(0)

@@ -7,7 +7,9 @@ secret in its memory and CUDA can still be initialised after the fork.
 
 Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork"}`` with two descriptors (the
 worker's channel and its output file) -> ``{"pid": N}``; ``{"op": "reap", "pid": N}`` ->
-``{"status": "exit 0" | "signal 9"}``. EOF on the control socket: kill the workers, exit.
+``{"status": "exit 0" | "signal 9"}``; ``{"op": "sweep", "uid": U}`` (as root) kills every
+process of that uid, a ``setsid()`` grandchild included -> ``{"swept": true}``. EOF on the
+control socket: kill the workers, exit.
 """
 from __future__ import annotations
 
@@ -40,9 +42,13 @@ def _warm_up() -> None:
     done once in the zygote, every forked worker starts warm. One thread only (see above).
     """
     x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
-    y = (x @ x.transpose(-2, -1) / 2.0).masked_fill(torch.eye(2, dtype=torch.bool), float("-inf"))
-    y = (y - y.amax(dim=-1, keepdim=True)).exp()
-    y = y / y.sum(dim=-1, keepdim=True)
+    # Under the kernel watch too: dispatch modes import modules lazily, and after the
+    # privilege drop a worker cannot read the standard library under /root any more.
+    with worker.KernelWatch(frozenset({"_softmax"}), set()):
+        y = (x @ x.transpose(-2, -1) / 2.0).masked_fill(torch.eye(2, dtype=torch.bool), float("-inf"))
+        y = (y - y.amax(dim=-1, keepdim=True)).exp()
+        y = y / y.sum(dim=-1, keepdim=True)
+        torch.softmax(y, -1)
     torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs: its own lazy set-up
 
 
@@ -63,6 +69,22 @@ def _status(wait_status: int) -> str:
     return f"exit {os.waitstatus_to_exitcode(wait_status)}"
 
 
+def _sweep(uid: int) -> None:
+    """Kill every process of ``uid``: a child that becomes that uid and signals -1."""
+    if os.geteuid() != 0 or uid <= 0:
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # as uid: every process of uid but this one
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
 def serve(control: socket.socket) -> None:
     children: set[int] = set()
     try:
@@ -75,11 +97,12 @@ def serve(control: socket.socket) -> None:
                 break
             request = json.loads(data)
             if request["op"] == "fork":
+                me = os.getpid()
                 pid = os.fork()
                 if pid == 0:
                     control.close()
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    worker.main(fds[0], fds[1])  # never returns
+                    worker.main(fds[0], fds[1], parent=me)  # never returns
                 for fd in fds:
                     os.close(fd)
                 children.add(pid)
@@ -93,6 +116,9 @@ def serve(control: socket.socket) -> None:
                     answer = "unknown"
                 children.discard(pid)
                 control.send(json.dumps({"status": answer}).encode())
+            elif request["op"] == "sweep":
+                _sweep(int(request["uid"]))
+                control.send(b'{"swept": true}')
     finally:
         for pid in children:
             try:
