@@ -115,6 +115,9 @@ DENIED_SYSCALLS = (
     "mount", "umount2", "pivot_root", "chroot", "bpf", "perf_event_open", "keyctl", "add_key", "request_key",
     "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
     "kexec_load", "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "userfaultfd",
+    # Signals to others: without a uid of its own, kill(-1) would reach every process of the
+    # grader's user. A process may still signal its own threads (tgkill with its own pid).
+    "kill", "tkill", "pidfd_send_signal", "pidfd_open",
 )
 
 
@@ -133,8 +136,10 @@ def install_seccomp() -> list[str]:
     # clone3 passes its flags in memory seccomp cannot read: ENOSYS makes libc fall back to clone.
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     f.add_rule(sc.ERRNO(errno.EACCES), "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    for name in ("tgkill", "rt_tgsigqueueinfo", "rt_sigqueueinfo"):
+        f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, os.getpid()))
     f.load()
-    return ["seccomp filter (no fork, exec, network sockets, ptrace, mount, setuid)"]
+    return ["seccomp filter (no fork, exec, network sockets, signals to other processes, ptrace, mount, setuid)"]
 
 
 def apply(plan: dict, keep_fds: set[int], parent: int) -> tuple[list[str], str]:
