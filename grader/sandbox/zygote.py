@@ -32,6 +32,11 @@ import numpy  # noqa: F401,E402
 import torch.nn  # noqa: F401,E402
 import torch.nn.functional  # noqa: F401,E402
 
+try:  # the workers' seccomp filter; imported here once (~10 ms each time otherwise)
+    import pyseccomp  # noqa: F401
+except ImportError:
+    pass
+
 from . import worker  # noqa: E402
 
 
