@@ -1,13 +1,14 @@
-"""The command line: ``python -m grader check`` (students) and ``grade`` (instructors).
+"""The command line: ``check`` (students), ``grade``, ``merge`` and ``stats`` (instructors).
 
-A thin layer: it parses options, then calls ``grader.grading.grade`` and ``grader.report``.
-Usage errors (a missing path, a broken course.yaml) end with one line on stderr and exit 2;
+A thin layer: it parses options and calls the modules that do the work. Usage errors (a
+missing path, a broken course.yaml, a bad option) end with one line on stderr and exit 2;
 grading that completed exits 0 whatever the scores.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from .sandbox.client import Zygote
 # The heavy modules (torch, pytest, rich) are imported inside the commands, after the
 # zygote process has been started, so that both load torch at the same time.
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "csv", "gradescope")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,14 +33,30 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all)")
     check.add_argument("--dir", default="exercises", help="the folder holding your exercise files (default: exercises)")
 
-    grade_cmd = commands.add_parser("grade", parents=[common], help="grade submissions with every test (instructors)")
-    grade_cmd.add_argument("paths", nargs="+", metavar="PATH", help="a submission (folder, .zip, .ipynb) or a folder of them")
-    grade_cmd.add_argument("--format", choices=FORMATS, default="table")
-    grade_cmd.add_argument("--out", metavar="FILE", help="write the report here instead of standard output")
+    grade = commands.add_parser("grade", parents=[common], help="grade submissions with every test (instructors)")
+    grade.add_argument("paths", nargs="+", metavar="PATH", help="a submission (folder, .zip, .ipynb) or a folder of them")
+    grade.add_argument("--format", choices=FORMATS, default="table")
+    grade.add_argument("--out", metavar="PATH", help="write the report here (a folder for --format gradescope)")
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel grading slots (default: cores)")
+    grade.add_argument("--results", metavar="FILE", help="the results file, one JSON line per graded submission "
+                       "(default: OUT.jsonl, or grader-results.jsonl for a batch)")
+    grade.add_argument("--resume", action="store_true", help="keep the results file's submissions; grade the rest")
+    grade.add_argument("--shard", metavar="I/N", help="grade only the I-th of N stable slices (0 <= I < N)")
+
+    merge = commands.add_parser("merge", parents=[common], help="join the JSON reports (or results files) of shards")
+    merge.add_argument("reports", nargs="+", metavar="FILE")
+    merge.add_argument("--format", choices=("json", "csv"), default="json")
+    merge.add_argument("--out", metavar="FILE")
+
+    stats = commands.add_parser("stats", parents=[common], help="class statistics of a JSON report")
+    stats.add_argument("report", metavar="FILE")
+    stats.add_argument("--plot", metavar="PNG", help="also draw the score histogram into this PNG file")
     return parser
 
 
 def _check(args: argparse.Namespace, zygote: Zygote) -> int:
+    from dataclasses import replace
+
     from . import report
     from .course import load_course
     from .grading import grade
@@ -54,44 +71,167 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
     if args.ids:
-        from dataclasses import replace
         course = replace(course, exercises=tuple(e for e in course.exercises if e.id in args.ids))
     (result,) = grade(course, [(str(folder), folder)], public_only=True, zygote=zygote)
     report.print_check(report.console(), result)
     return 0
 
 
+def _results_path(args: argparse.Namespace, batch: bool) -> Path | None:
+    if args.results:
+        return Path(args.results)
+    if args.out:
+        out = Path(args.out)
+        return out / "results.jsonl" if args.format == "gradescope" else out.with_name(out.name + ".jsonl")
+    return Path("grader-results.jsonl") if batch or args.resume else None
+
+
 def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
     from . import report
+    from .batch import ResultsFile, grade_batch, in_shard, parse_shard, progress_printer
     from .course import load_course
-    from .grading import grade
+    from .grading import hidden_paths
     from .submission import discover
 
     course = load_course(args.course)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1.")
     submissions = discover(args.paths)
-    results = grade(course, submissions, zygote=zygote)
+    if args.shard:
+        shard = parse_shard(args.shard)
+        submissions = [(n, p) for n, p in submissions if in_shard(n, shard)]
+    if args.format == "gradescope" and len(submissions) > 1 and not args.out:
+        raise UsageError("--format gradescope with several submissions needs --out DIR (one results.json each).")
+    batch = len(submissions) > 1
+    results_path = _results_path(args, batch)
+    results = ResultsFile(results_path, resume=args.resume) if results_path else None
+    in_memory: dict = {}
+
+    class _Memory:  # the results file's interface, for a single submission graded without one
+        done = in_memory
+
+        def append(self, result):
+            in_memory[result.submission] = result
+
+    store = results or _Memory()
+    total = len(submissions)
+    progress = progress_printer(total, len(store.done)) if batch else (lambda result: None)
+    try:
+        grade_batch(course, submissions, jobs=args.jobs, results=store, zygote=zygote,
+                    hide=hidden_paths(course, [p for _, p in submissions]), progress=progress)
+    except KeyboardInterrupt:
+        finished = len(store.done)
+        raise UsageError(f"interrupted: {finished} of {total} submissions graded and kept in {results_path}; "
+                         "run the same command with --resume to grade the rest.") from None
+    finally:
+        if results:
+            results.close()
+    ordered = [store.done[n] for n, _ in submissions if n in store.done]
+    _write(args, course, ordered)
+    return 0
+
+
+def _write(args: argparse.Namespace, course, results: list) -> None:
+    from . import report
+
     if args.format == "json":
-        text = report.to_json(results)
+        _emit(args.out, report.to_json(results))
+    elif args.format == "csv":
+        from .gradebook_csv import to_csv
+
+        _emit(args.out, to_csv(course, results))
+    elif args.format == "gradescope":
+        from .gradebook_csv import student_id
+        from .gradescope import results_json
+
         if args.out:
-            report.write_atomically(args.out, text)
+            for result in results:
+                report.write_atomically(Path(args.out) / student_id(result.submission) / "results.json",
+                                        json.dumps(results_json(result), indent=2) + "\n")
         else:
-            sys.stdout.write(text)
-    elif args.out:
-        with open(os.devnull, "w") as sink:
-            recorder = report.console(record=True, width=160, file=sink)
-            report.print_grades(recorder, course, results)
-        report.write_atomically(args.out, recorder.export_text())
+            sys.stdout.write(json.dumps(results_json(results[0]), indent=2) + "\n")
     else:
-        report.print_grades(report.console(), course, results)
+        if args.out:
+            with open(os.devnull, "w") as sink:
+                recorder = report.console(record=True, width=160, file=sink)
+                report.print_grades(recorder, course, results)
+            report.write_atomically(args.out, recorder.export_text())
+        else:
+            report.print_grades(report.console(), course, results)
+
+
+def _emit(out: str | None, text: str) -> None:
+    from . import report
+
+    if out:
+        report.write_atomically(out, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _load_reports(paths: list[str]) -> list:
+    """Results from contract JSON reports or results files (.jsonl)."""
+    from .results import SubmissionResult
+
+    loaded = []
+    for path in paths:
+        file = Path(path)
+        if not file.is_file():
+            raise UsageError(f"{path}: no such file. Fix: give the --out file of a grade run.")
+        try:
+            if file.suffix == ".jsonl":
+                loaded += [SubmissionResult.from_record(json.loads(line)) for line in file.read_text().splitlines() if line]
+            else:
+                document = json.loads(file.read_text())
+                protections = document.get("sandbox", {}).get("protections", [])
+                loaded += [SubmissionResult.from_record({"result": s, "protections": protections})
+                           for s in document["submissions"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{path}: not a grader report ({type(exc).__name__}: {exc}).") from None
+    return loaded
+
+
+def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
+    from .course import load_course
+
+    merged = {}
+    for result in _load_reports(args.reports):
+        if result.submission in merged:
+            print(f"warning: {result.submission} appears in more than one report; keeping the last", file=sys.stderr)
+        merged[result.submission] = result
+    results = [merged[name] for name in sorted(merged)]
+    if args.format == "csv":
+        from .gradebook_csv import to_csv
+
+        _emit(args.out, to_csv(load_course(args.course), results))
+    else:
+        from . import report
+
+        _emit(args.out, report.to_json(results))
+    return 0
+
+
+def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
+    from . import report
+    from .stats import compute, plot, print_stats
+
+    stats = compute(_load_reports([args.report]))
+    print_stats(report.console(), stats)
+    if args.plot:
+        plot(stats, Path(args.plot))
+        print(f"histogram written to {args.plot}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    zygote = Zygote()
+    zygote = Zygote() if args.command in ("check", "grade") else None
+    command = {"check": _check, "grade": _grade, "merge": _merge, "stats": _stats}[args.command]
     try:
+        if zygote is None:
+            return command(args, None)
         with zygote:
-            return {"check": _check, "grade": _grade}[args.command](args, zygote)
+            return command(args, zygote)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -37,16 +37,17 @@ def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
 
 
 class _BatchPlugin:
-    def __init__(self, course: Course, submissions: list[tuple[str, Path]], public_only: bool,
-                 zygote: Zygote, on_result: Callable[[SubmissionResult], None]):
+    def __init__(self, course: Course, submissions: Iterable[tuple[str, Path]], public_only: bool,
+                 zygote: Zygote, on_result: Callable[[SubmissionResult], None], slot: int, hide: list[str]):
         self.state = GradingState(course)
         self.course = course
         self.submissions = submissions
         self.public_only = public_only
         self.zygote = zygote
         self.on_result = on_result
+        self.slot = slot
+        self.hide = hide
         self.collection_errors: list[str] = []
-        self.hide = hidden_paths(course, [p for _, p in submissions])
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[STATE] = self.state
@@ -80,7 +81,7 @@ class _BatchPlugin:
 
     def _grade_one(self, name: str, path: Path, items: list[pytest.Item]) -> SubmissionResult:
         submission = load_submission(name, path)
-        code = StudentCode(self.course, submission, self.zygote, hide=self.hide)
+        code = StudentCode(self.course, submission, self.zygote, slot=self.slot, hide=self.hide)
         self.state.current = code
         outcomes: list[Outcome] = []
         try:
@@ -122,11 +123,17 @@ class _BatchPlugin:
 
 def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: bool = False,
           on_result: Callable[[SubmissionResult], None] | None = None,
-          zygote: Zygote | None = None) -> list[SubmissionResult]:
+          zygote: Zygote | None = None, slot: int = 0, hide: list[str] | None = None) -> list[SubmissionResult]:
     """Grade submissions ``(name, path)`` with the course's suites; results in input order.
 
-    Pass a ``zygote`` started early to overlap its start-up with the caller's imports.
+    ``paths`` may be a lazy iterator (a parallel slot pulls its next job from it). Pass a
+    ``zygote`` (or a link to one) started early to overlap its start-up with the caller's
+    imports; ``slot`` picks the worker's uid; ``hide`` lists folders workers must not see
+    (computed from ``paths`` when it is a list).
     """
+    if hide is None:
+        paths = list(paths)
+        hide = hidden_paths(course, [p for _, p in paths])
     results: list[SubmissionResult] = []
 
     def collect(result: SubmissionResult) -> None:
@@ -137,7 +144,7 @@ def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: boo
     sys.dont_write_bytecode = True  # never leave __pycache__ in a submission (or anywhere)
     suites = [str(course.suite_path(e)) for e in course.exercises]
     with zygote or Zygote() as zygote:
-        plugin = _BatchPlugin(course, list(paths), public_only, zygote, collect)
+        plugin = _BatchPlugin(course, paths, public_only, zygote, collect, slot, hide)
         args = [*suites, "--rootdir", str(course.root),
                 "--strict-markers", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:logging",
                 "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]

@@ -84,6 +84,20 @@ class SubmissionResult:
                 "max_score": round(self.max_score, DIGITS),
                 "exercises": [e.to_dict() for e in self.exercises], "errors": list(self.errors)}
 
+    def to_record(self) -> dict:
+        """One line of a results file: the contract's dict plus what staff reports need."""
+        return {"result": self.to_dict(), "protections": self.protections, "printed": self.printed}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "SubmissionResult":
+        data = record["result"]
+        exercises = [ExerciseResult(e["id"], e.get("title", e["id"]), e["max_score"],
+                                    [CaseResult(t["name"], t["max_score"], t["status"], t["hidden"], t["message"],
+                                                list(t["hints"])) for t in e["tests"]])
+                     for e in data["exercises"]]
+        return cls(data["submission"], exercises, list(data["errors"]), list(record.get("protections", [])),
+                   record.get("printed", ""))
+
 
 def document(results: list[SubmissionResult]) -> dict:
     """The JSON document of the report contract, plus the sandbox's active protections."""

@@ -67,6 +67,16 @@ class Zygote:
         self.control.settimeout(None)
         self.ready = True
 
+    def link(self) -> "ZygoteLink":
+        """A control link of its own, for one parallel grading slot (in this or a child process)."""
+        if not self.ready:
+            self._wait_ready()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        socket.send_fds(self.control, [b'{"op": "link"}'], [theirs.fileno()])
+        theirs.close()
+        self.control.recv(4096)
+        return ZygoteLink(ours)
+
     def fork(self, output: IO[bytes]) -> "WorkerProcess":
         if not self.ready:
             self._wait_ready()
@@ -102,6 +112,18 @@ class Zygote:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ZygoteLink(Zygote):
+    """Another control link to a running zygote; closing it leaves the zygote running."""
+
+    def __init__(self, control: socket.socket):  # noqa: super().__init__ would start a process
+        self.control = control
+        self.process = None
+        self.ready = True
+
+    def close(self) -> None:
+        self.control.close()
 
 
 class WorkerProcess:

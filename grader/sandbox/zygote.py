@@ -7,7 +7,8 @@ secret in its memory and CUDA can still be initialised after the fork.
 
 Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork"}`` with two descriptors (the
 worker's channel and its output file) -> ``{"pid": N}``; ``{"op": "reap", "pid": N}`` ->
-``{"status": "exit 0" | "signal 9"}``; ``{"op": "sweep", "uid": U}`` (as root) kills every
+``{"status": "exit 0" | "signal 9"}``; ``{"op": "link"}`` with one descriptor opens
+another control link (one per parallel slot); ``{"op": "sweep", "uid": U}`` (as root) kills every
 process of that uid, a ``setsid()`` grandchild included -> ``{"swept": true}``. EOF on the
 control socket: kill the workers, exit.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -90,40 +92,57 @@ def _sweep(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def serve(control: socket.socket) -> None:
+def serve(main_link: socket.socket) -> None:
+    """Answer requests on every link until the grader closes the main one.
+
+    Each parallel grading slot has its own link (``{"op": "link"}`` with one descriptor adds
+    one), so requests and answers never interleave; a single thread answers them in turn.
+    """
+    links = [main_link]
     children: set[int] = set()
     try:
         while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(control, 4096, 4)
-            except OSError:
-                break
-            if not data:
-                break
-            request = json.loads(data)
-            if request["op"] == "fork":
-                me = os.getpid()
-                pid = os.fork()
-                if pid == 0:
-                    control.close()
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    worker.main(fds[0], fds[1], parent=me)  # never returns
-                for fd in fds:
-                    os.close(fd)
-                children.add(pid)
-                control.send(json.dumps({"pid": pid}).encode())
-            elif request["op"] == "reap":
-                pid = request["pid"]
+            ready, _, _ = select.select(links, [], [])
+            for link in ready:
                 try:
-                    _, status = os.waitpid(pid, 0)
-                    answer = _status(status)
-                except ChildProcessError:
-                    answer = "unknown"
-                children.discard(pid)
-                control.send(json.dumps({"status": answer}).encode())
-            elif request["op"] == "sweep":
-                _sweep(int(request["uid"]))
-                control.send(b'{"swept": true}')
+                    data, fds, _flags, _addr = socket.recv_fds(link, 4096, 4)
+                except OSError:
+                    data, fds = b"", []
+                if not data:
+                    if link is main_link:
+                        return
+                    links.remove(link)
+                    link.close()
+                    continue
+                request = json.loads(data)
+                op = request["op"]
+                if op == "link":
+                    links.append(socket.socket(fileno=fds[0]))
+                    link.send(b'{"linked": true}')
+                elif op == "fork":
+                    me = os.getpid()
+                    pid = os.fork()
+                    if pid == 0:
+                        for other in links:
+                            other.close()
+                        signal.signal(signal.SIGINT, signal.SIG_DFL)
+                        worker.main(fds[0], fds[1], parent=me)  # never returns
+                    for fd in fds:
+                        os.close(fd)
+                    children.add(pid)
+                    link.send(json.dumps({"pid": pid}).encode())
+                elif op == "reap":
+                    pid = request["pid"]
+                    try:
+                        _, status = os.waitpid(pid, 0)
+                        answer = _status(status)
+                    except ChildProcessError:
+                        answer = "unknown"
+                    children.discard(pid)
+                    link.send(json.dumps({"status": answer}).encode())
+                elif op == "sweep":
+                    _sweep(int(request["uid"]))
+                    link.send(b'{"swept": true}')
     finally:
         for pid in children:
             try:
