@@ -22,6 +22,7 @@ from typing import Callable
 from .course import Course
 from .errors import UsageError
 from .results import SubmissionResult
+from .sandbox import harden
 from .sandbox.client import Zygote
 
 
@@ -113,12 +114,14 @@ def grade_batch(course: Course, submissions: list[tuple[str, Path]], *, jobs: in
         return
 
     links = [zygote.link() for _ in range(jobs)]
+    parent = os.getpid()
     slots: dict[socket.socket, tuple[int, object]] = {}
     for slot, link in enumerate(links):
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # the slot process
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            harden.watch_parent(parent)
             ours.close()
             code = 0
             try:

@@ -151,13 +151,20 @@ def _write(args: argparse.Namespace, course, results: list) -> None:
         else:
             sys.stdout.write(json.dumps(results_json(results[0]), indent=2) + "\n")
     else:
+        from .stats import compute, print_stats
+
+        def show(console) -> None:
+            report.print_grades(console, course, results)
+            if len(results) > 1:
+                print_stats(console, compute(results))
+
         if args.out:
             with open(os.devnull, "w") as sink:
                 recorder = report.console(record=True, width=160, file=sink)
-                report.print_grades(recorder, course, results)
+                show(recorder)
             report.write_atomically(args.out, recorder.export_text())
         else:
-            report.print_grades(report.console(), course, results)
+            show(report.console())
 
 
 def _emit(out: str | None, text: str) -> None:

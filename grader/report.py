@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -102,10 +103,10 @@ def print_grades(console: Console, course: Course, results: list[SubmissionResul
     console.print(gradebook(course, results))
     for result in results:
         for error in result.errors:
-            console.print(f"[yellow]{result.submission}[/yellow]: {error}", highlight=False)
+            console.print(f"[yellow]{escape(result.submission)}[/yellow]: {escape(error)}", highlight=False)
     protections = next((r.protections for r in results if r.protections), [])
     if protections:
-        console.print(f"[dim]sandbox: {'; '.join(protections)}[/dim]", highlight=False)
+        console.print(f"[dim]sandbox: {escape('; '.join(protections))}[/dim]", highlight=False)
 
 
 def print_check(console: Console, result: SubmissionResult) -> None:
@@ -114,15 +115,15 @@ def print_check(console: Console, result: SubmissionResult) -> None:
         title = Text(f"{ex.id}  {ex.score:.3g}/{ex.max_score:g}", style="bold " + STATUS_STYLE.get(ex.status, ""))
         console.print(title)
         if ex.status == "not_implemented" and all(t.status == "not_implemented" for t in ex.tests):
-            console.print(f"  · {ex.tests[0].message}" if ex.tests else "", highlight=False)
+            console.print(f"  · {ex.tests[0].message}" if ex.tests else "", highlight=False, markup=False)
             continue
         for test in ex.tests:
             mark = STATUS_MARK.get(test.status, "✗")
             console.print(Text(f"  {mark} {test.name}", style=STATUS_STYLE.get(test.status, "")))
             if test.status != "passed":
-                console.print(f"      {test.message}", highlight=False)
+                console.print(f"      {test.message}", highlight=False, markup=False)
                 for hint in test.hints:
-                    console.print(f"      [cyan]hint:[/cyan] {hint}", highlight=False)
+                    console.print(f"      [cyan]hint:[/cyan] {escape(hint)}", highlight=False)
     for error in result.errors:
-        console.print(f"[yellow]note:[/yellow] {error}", highlight=False)
+        console.print(f"[yellow]note:[/yellow] {escape(error)}", highlight=False)
     console.print(Text(f"score so far (public tests): {result.score:.4g}/{result.max_score:g}", style="bold"))

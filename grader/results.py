@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 DIGITS = 4  # scores are rounded for the report only
 
 
+def _round(value: float, digits: int | None) -> float:
+    return value if digits is None else round(value, digits)
+
+
 def allocate(points: float, weights: list[float]) -> list[float]:
     """Split an exercise's points between its tests in proportion to their weights."""
     total = sum(weights)
@@ -35,8 +39,8 @@ class CaseResult:
     def score(self) -> float:
         return self.max_score if self.status == "passed" else 0.0
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "score": round(self.score, DIGITS), "max_score": round(self.max_score, DIGITS),
+    def to_dict(self, digits: int | None = DIGITS) -> dict:
+        return {"name": self.name, "score": _round(self.score, digits), "max_score": _round(self.max_score, digits),
                 "status": self.status, "hidden": self.hidden, "message": self.message, "hints": list(self.hints)}
 
 
@@ -56,9 +60,9 @@ class ExerciseResult:
         """One word for the exercise: its first non-passing status, or passed."""
         return next((t.status for t in self.tests if t.status != "passed"), "passed")
 
-    def to_dict(self) -> dict:
-        return {"id": self.id, "score": round(self.score, DIGITS), "max_score": round(self.max_score, DIGITS),
-                "tests": [t.to_dict() for t in self.tests]}
+    def to_dict(self, digits: int | None = DIGITS) -> dict:
+        return {"id": self.id, "score": _round(self.score, digits), "max_score": _round(self.max_score, digits),
+                "tests": [t.to_dict(digits) for t in self.tests]}
 
 
 @dataclass
@@ -79,14 +83,14 @@ class SubmissionResult:
     def max_score(self) -> float:
         return sum(e.max_score for e in self.exercises)
 
-    def to_dict(self) -> dict:
-        return {"submission": self.submission, "score": round(self.score, DIGITS),
-                "max_score": round(self.max_score, DIGITS),
-                "exercises": [e.to_dict() for e in self.exercises], "errors": list(self.errors)}
+    def to_dict(self, digits: int | None = DIGITS) -> dict:
+        return {"submission": self.submission, "score": _round(self.score, digits),
+                "max_score": _round(self.max_score, digits),
+                "exercises": [e.to_dict(digits) for e in self.exercises], "errors": list(self.errors)}
 
     def to_record(self) -> dict:
-        """One line of a results file: the contract's dict plus what staff reports need."""
-        return {"result": self.to_dict(), "protections": self.protections, "printed": self.printed}
+        """One line of a results file: the contract's dict, unrounded, plus what staff reports need."""
+        return {"result": self.to_dict(digits=None), "protections": self.protections, "printed": self.printed}
 
     @classmethod
     def from_record(cls, record: dict) -> "SubmissionResult":

@@ -1,12 +1,17 @@
 """Class statistics: score distribution, each test's failure rate, the most common mistakes."""
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from .results import SubmissionResult
+
+
+# A hint ends with the student's own line, "(line 7: ...)": drop it to count mistakes alike.
+_QUOTED_LINE = re.compile(r"\s*\((cell \d+, )?line \d+: .*\)\s*$")
 
 
 @dataclass
@@ -36,7 +41,7 @@ def compute(results: list[SubmissionResult]) -> ClassStats:
                 key = f"{exercise.id}: {test.name}"
                 seen[key] += 1
                 failing[key] += test.status != "passed"
-            for hint in {h for t in exercise.tests for h in t.hints}:
+            for hint in {_QUOTED_LINE.sub("", h) for t in exercise.tests for h in t.hints}:
                 hints[f"{exercise.id}: {hint}"] += 1
     rates = sorted(((k, failing[k] / seen[k], failing[k]) for k in seen if failing[k]), key=lambda x: (-x[1], x[0]))
     return ClassStats(
@@ -47,6 +52,7 @@ def compute(results: list[SubmissionResult]) -> ClassStats:
 
 def print_stats(console, stats: ClassStats, *, top: int = 10) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     console.print(f"[bold]class statistics[/bold]: {stats.count} submissions, mean {stats.mean:.2f}, "
                   f"median {stats.median:.2f} of {stats.max_score:g}", highlight=False)
@@ -59,12 +65,12 @@ def print_stats(console, stats: ClassStats, *, top: int = 10) -> None:
         table.add_column("test", overflow="fold")
         table.add_column("failed", justify="right")
         for key, rate, n in stats.failure_rates[:top]:
-            table.add_row(key, f"{rate:.0%} ({n})")
+            table.add_row(Text(key), f"{rate:.0%} ({n})")
         console.print(table)
     if stats.common_hints:
         console.print("[bold]most common mistakes[/bold]")
         for hint, n in stats.common_hints:
-            console.print(f"  {n:>4}  {hint}", highlight=False)
+            console.print(f"  {n:>4}  {hint}", highlight=False, markup=False)
 
 
 def histogram(scores: list[float], max_score: float, bins: int = 10) -> list[tuple[str, int]]:

@@ -39,7 +39,7 @@ try:  # the workers' seccomp filter; imported here once (~10 ms each time otherw
 except ImportError:
     pass
 
-from . import worker  # noqa: E402
+from . import harden, worker  # noqa: E402
 
 
 def _warm_up() -> None:
@@ -154,6 +154,7 @@ def serve(main_link: socket.socket) -> None:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
+    harden.watch_parent(int(sys.argv[2]))  # a killed grader takes its zygote (and so its workers) along
     _forget_repository()
     _warm_up()
     os.chdir("/")

@@ -1,0 +1,155 @@
+"""Grading a class: parallel slots, resume after a kill, shards and merge, CSV, Gradescope, stats."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_grader
+
+EXAMPLES = ROOT / "examples" / "submissions"
+FAST = ["alice", "bob.zip", "carol.ipynb", "dave", "erin", "frank", "grace", "ivan"]  # heidi (a hang) is slow
+
+
+@pytest.fixture(scope="session")
+def klass(tmp_path_factory) -> Path:
+    """A class of 16: the sample submissions (minus the slow hang), each twice under a new name."""
+    root = tmp_path_factory.mktemp("class")
+    for copy in ("a", "b"):
+        for name in FAST:
+            source = EXAMPLES / name
+            target = root / f"{copy}_{name}"
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    return root
+
+
+def grade(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    proc = run_grader("grade", *args, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="session")
+def clean(klass, tmp_path_factory) -> dict:
+    """The whole class graded in one uninterrupted run with two slots."""
+    out = tmp_path_factory.mktemp("clean") / "grades.json"
+    proc = grade(str(klass), "--jobs", "2", "--format", "json", "--out", str(out))
+    return {"document": json.loads(out.read_text()), "stderr": proc.stderr, "results": out.with_name("grades.json.jsonl")}
+
+
+def scores(document: dict) -> dict[str, dict]:
+    """Everything but the submission's path, by name (a batch child is named after itself)."""
+    return {s["submission"]: {k: v for k, v in s.items() if k != "submission"} for s in document["submissions"]}
+
+
+def test_batch_equals_one_by_one(clean, klass, tmp_path):
+    """Does a parallel batch give each submission exactly what grading it alone gives?"""
+    batch = scores(clean["document"])
+    for name in ("a_alice", "a_bob.zip", "a_carol.ipynb", "a_grace"):
+        out = tmp_path / f"{name}.json"
+        grade(str(klass / name), "--format", "json", "--out", str(out))
+        (alone,) = json.loads(out.read_text())["submissions"]
+        assert batch[name] == {k: v for k, v in alone.items() if k != "submission"}, name
+
+
+def test_results_file_has_one_line_per_submission(clean):
+    """Is every submission in the results file exactly once?"""
+    names = [json.loads(line)["result"]["submission"] for line in clean["results"].read_text().splitlines()]
+    assert sorted(names) == sorted(scores(clean["document"])) and len(names) == len(set(names)) == 16
+
+
+def test_killed_batch_resumes_without_losing_or_regrading(clean, klass, tmp_path):
+    """A batch killed midway, then resumed: same final results, nothing graded twice or lost."""
+    out = tmp_path / "grades.json"
+    results = tmp_path / "grades.json.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(klass), "--jobs", "1", "--format", "json",
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = results.read_text().splitlines()
+    assert 4 <= len(before) < 16 and not out.exists()
+    grade(str(klass), "--jobs", "2", "--format", "json", "--out", str(out), "--resume")
+    after = results.read_text().splitlines()
+    assert after[: len(before)] == before  # what was done is kept, not redone
+    names = [json.loads(line)["result"]["submission"] for line in after]
+    assert len(names) == len(set(names)) == 16
+    assert scores(json.loads(out.read_text())) == scores(clean["document"])
+
+
+def test_shards_merged_equal_the_whole(clean, klass, tmp_path):
+    """Do the shards of a class cover it exactly once, and merge into the unsharded result?"""
+    parts = []
+    for index in range(3):
+        out = tmp_path / f"shard{index}.json"
+        grade(str(klass), "--shard", f"{index}/3", "--format", "json", "--out", str(out))
+        parts.append(out)
+    names = [s["submission"] for p in parts for s in json.loads(p.read_text())["submissions"]]
+    assert sorted(names) == sorted(scores(clean["document"])) and len(names) == len(set(names))
+    merged = tmp_path / "merged.json"
+    proc = run_grader("merge", *map(str, parts), "--out", str(merged))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(merged.read_text()) == clean["document"]
+
+
+def test_bad_shard_is_a_usage_error(klass):
+    proc = run_grader("grade", str(klass), "--shard", "3/3")
+    assert proc.returncode == 2 and "--shard" in proc.stderr
+
+
+def test_csv_gradebook(clean, klass, tmp_path):
+    """Does the CSV open as a table: student, one column per exercise in order, total, status?"""
+    out = tmp_path / "grades.csv"
+    grade(str(klass), "--format", "csv", "--out", str(out))
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert list(rows[0]) == ["student", "attention_scores", "softmax", "apply_weights", "attention", "total",
+                             "max_score", "status"]
+    by_student = {r["student"]: r for r in rows}
+    assert set(by_student) == {n.removesuffix(".zip").removesuffix(".ipynb") for n in scores(clean["document"])}
+    for name, submission in scores(clean["document"]).items():
+        row = by_student[name.removesuffix(".zip").removesuffix(".ipynb")]
+        assert float(row["total"]) == pytest.approx(submission["score"])
+        assert (row["status"] == "complete") == (submission["score"] == submission["max_score"])
+
+
+def test_progress_is_plain_lines_when_not_a_terminal(clean):
+    """Without a terminal, is progress a few plain lines with count, rate and ETA?"""
+    lines = [l for l in clean["stderr"].splitlines() if l.startswith("graded ")]
+    assert lines and lines[-1].startswith("graded 16/16") and "/s" in lines[-1] and "ETA" in lines[-1]
+    assert "\r" not in clean["stderr"] and "\x1b[" not in clean["stderr"]
+
+
+def test_gradescope_results_json(klass, tmp_path, clean):
+    """Does --format gradescope write one results.json per student in Gradescope's shape?"""
+    grade(str(klass / "a_bob.zip"), str(klass / "a_alice"), "--format", "gradescope", "--out", str(tmp_path / "gs"))
+    for name in ("a_bob", "a_alice"):
+        data = json.loads((tmp_path / "gs" / name / "results.json").read_text())
+        expected = scores(clean["document"])["a_bob.zip" if name == "a_bob" else name]
+        assert data["score"] == pytest.approx(expected["score"])
+        for test in data["tests"]:
+            assert set(test) == {"name", "score", "max_score", "status", "output", "visibility"}
+            assert test["status"] in ("passed", "failed") and test["visibility"] in ("visible", "hidden")
+        assert any(t["visibility"] == "hidden" for t in data["tests"])
+
+
+def test_stats_and_histogram(clean, tmp_path):
+    """Does `stats` summarise the class and draw a PNG histogram?"""
+    report = tmp_path / "grades.json"
+    report.write_text(json.dumps(clean["document"]))
+    plot = tmp_path / "scores.png"
+    proc = run_grader("stats", str(report), "--plot", str(plot))
+    assert proc.returncode == 0, proc.stderr
+    assert "16 submissions" in proc.stdout and "tests failed most often" in proc.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
