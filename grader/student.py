@@ -21,11 +21,10 @@ from . import faults
 from .course import Course, Exercise
 from .forbidden import Violation, scan_source
 from .sandbox import codec
-from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote
+from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
 from .submission import Submission
 
 WORKER_START_SECONDS = 10.0
-BASE_UID = 60000  # slot n runs as uid 60000 + n when the grader is root
 
 
 def sandbox_plan(course: Course, slot: int, hide: list[str]) -> dict:
@@ -36,7 +35,7 @@ def sandbox_plan(course: Course, slot: int, hide: list[str]) -> dict:
             "tmpfs_bytes": int(limits.tmpfs_mb * 2**20), "hide": hide}
     if os.geteuid() == 0:
         # NPROC counts the threads of a uid across processes: only meaningful for our own uid.
-        plan.update(uid=BASE_UID + slot, processes=64)
+        plan.update(uid=claim_uid_block() + slot, processes=64)
     return plan
 
 

@@ -42,11 +42,11 @@ CASES = {
 }
 
 
-def worker_processes() -> list[str]:
-    """Processes still running as a sandbox uid, or the daemon a case tried to leave."""
-    out = subprocess.run(["ps", "-eo", "uid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
-            if line.split()[0].isdigit() and 60000 <= int(line.split()[0]) < 60100 or "sleep 1234" in line]
+def worker_processes(uids: set[int]) -> list[str]:
+    """Processes still running as the run's sandbox uids, or the daemon a case tried to leave."""
+    out = subprocess.run(["ps", "-eo", "uid=,stat=,args="], capture_output=True, text=True).stdout
+    running = [line.split(None, 2) for line in out.splitlines() if "Z" not in line.split()[1]]  # zombies run nothing
+    return [" ".join(p) for p in running if int(p[0]) in uids or "sleep 1234" in p[2]]
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,8 @@ def hostile(tmp_path_factory) -> dict:
     document = grade_json(tmp_path_factory.mktemp("out"), root)
     marks = [p for p in (Path("/tmp") / MARK_NAME, Path("/var/tmp") / MARK_NAME, Path("/dev/shm") / MARK_NAME,
                          mark_dir / MARK_NAME) if p.exists()]
-    return {"results": by_name(document), "document": document, "left_running": worker_processes(), "marks": marks}
+    uids = {int(word) for p in document["sandbox"]["protections"] for word in p.split() if word.isdigit() and int(word) >= 60000}
+    return {"results": by_name(document), "document": document, "left_running": worker_processes(uids), "marks": marks}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c not in ("read_solutions", "read_hidden_tests")])

@@ -19,6 +19,33 @@ if TYPE_CHECKING:  # this module stays free of torch so the zygote can start bef
     import torch
 
 ZYGOTE_START_SECONDS = 120.0
+UID_START, UID_BLOCK, UID_BLOCKS = 60000, 64, 64
+_claimed: list = []  # the lock file of this process's block, held open while it runs
+
+
+def claim_uid_block() -> int:
+    """The first uid of a block of 64 that no other grader on this machine is using.
+
+    Workers of parallel slot n run as (block start + n), and after each submission every
+    process of that uid is killed: two graders running at once must never share a uid.
+    A lock file per block (flock, released when this process ends) makes the claim.
+    """
+    import fcntl
+    import tempfile
+
+    if _claimed:
+        return _claimed[0][1]
+    for block in range(UID_BLOCKS):
+        path = Path(tempfile.gettempdir()) / f".attention-grader-uids-{block}.lock"
+        handle = open(path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _claimed.append((handle, UID_START + block * UID_BLOCK))
+        return _claimed[0][1]
+    raise RuntimeError(f"all {UID_BLOCKS} blocks of sandbox uids are in use by other graders on this machine")
 
 
 class WorkerTimeout(Exception):

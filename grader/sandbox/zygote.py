@@ -76,20 +76,47 @@ def _status(wait_status: int) -> str:
     return f"exit {os.waitstatus_to_exitcode(wait_status)}"
 
 
+_reapers: dict[int, tuple[int, socket.socket]] = {}  # uid -> (pid, channel)
+
+
 def _sweep(uid: int) -> None:
-    """Kill every process of ``uid``: a child that becomes that uid and signals -1."""
+    """Kill every process of ``uid``, a ``setsid()`` grandchild included.
+
+    One long-lived reaper per uid does it: a process running as that uid may signal -1,
+    which reaches every process of the uid but itself. Keeping it alive saves a fork of
+    this (large) process per submission.
+    """
     if os.geteuid() != 0 or uid <= 0:
         return
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)  # as uid: every process of uid but this one
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    if uid not in _reapers:
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _reaper(uid, theirs)  # never returns
+        theirs.close()
+        _reapers[uid] = (pid, ours)
+    _, channel = _reapers[uid]
+    channel.sendall(b"k")
+    channel.recv(1)
+
+
+def _reaper(uid: int, channel: socket.socket) -> None:
+    try:
+        parent = os.getppid()
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        harden.watch_parent(parent)
+        harden.no_new_privileges()
+        while channel.recv(1):
+            try:
+                os.kill(-1, signal.SIGKILL)  # as uid: every process of uid but this one
+            except ProcessLookupError:
+                pass  # nothing left to kill
+            channel.sendall(b"k")
+    finally:
+        os._exit(0)
 
 
 def serve(main_link: socket.socket) -> None:
@@ -149,6 +176,9 @@ def serve(main_link: socket.socket) -> None:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
+        for pid, channel in _reapers.values():
+            channel.close()  # the reaper reads EOF and exits
+            os.waitpid(pid, 0)
 
 
 def main() -> None:
