@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Grades a generated class of 500 and prints throughput, latency, memory and the naive ratio.
+bench: setup
+	$(PY) benchmarks/bench.py --size 500 --jobs 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -8,6 +8,7 @@ once per batch, not once per submission.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable, Iterable
@@ -80,6 +81,7 @@ class _BatchPlugin:
         return True
 
     def _grade_one(self, name: str, path: Path, items: list[pytest.Item]) -> SubmissionResult:
+        started = time.perf_counter()
         submission = load_submission(name, path)
         code = StudentCode(self.course, submission, self.zygote, slot=self.slot, hide=self.hide)
         self.state.current = code
@@ -102,6 +104,7 @@ class _BatchPlugin:
             self.state.current = None
         result = self._result(name, items, outcomes, errors)
         result.protections, result.printed = protections, printed
+        result.seconds = time.perf_counter() - started
         return result
 
     def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str]) -> SubmissionResult:

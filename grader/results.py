@@ -74,6 +74,8 @@ class SubmissionResult:
     """The sandbox protections that were active for this submission's worker."""
     printed: str = ""
     """The start of what the student's code printed (staff only)."""
+    seconds: float = 0.0
+    """Wall time spent grading it, loading included."""
 
     @property
     def score(self) -> float:
@@ -90,7 +92,8 @@ class SubmissionResult:
 
     def to_record(self) -> dict:
         """One line of a results file: the contract's dict, unrounded, plus what staff reports need."""
-        return {"result": self.to_dict(digits=None), "protections": self.protections, "printed": self.printed}
+        return {"result": self.to_dict(digits=None), "protections": self.protections, "printed": self.printed,
+                "seconds": round(self.seconds, 4)}
 
     @classmethod
     def from_record(cls, record: dict) -> "SubmissionResult":
@@ -100,7 +103,7 @@ class SubmissionResult:
                                                 list(t["hints"])) for t in e["tests"]])
                      for e in data["exercises"]]
         return cls(data["submission"], exercises, list(data["errors"]), list(record.get("protections", [])),
-                   record.get("printed", ""))
+                   record.get("printed", ""), float(record.get("seconds", 0.0)))
 
 
 def document(results: list[SubmissionResult]) -> dict:

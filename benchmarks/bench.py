@@ -1,0 +1,164 @@
+"""Benchmark: grade a generated class with the full hidden suite and the full sandbox.
+
+Prints submissions per second, p50/p95 latency per submission, the peak memory (PSS) of
+the whole process tree, the same figures for one student `check`, and the naive way (a
+fresh `python -m pytest` process per submission) on a few of the same submissions.
+
+    python benchmarks/bench.py [--size 500] [--jobs 2] [--naive 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+IDS = ("attention_scores", "softmax", "apply_weights", "attention")
+
+WRONG = {
+    "attention_scores": ["def attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1)\n",
+                         "import math\n\ndef attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1) / Q.size(-1)\n"],
+    "softmax": ["import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=dim, keepdim=True)\n",
+                "import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x - x.max())\n    return e / e.sum(dim=0, keepdim=True)\n"],
+    "apply_weights": ["def apply_attention_weights(weights, V):\n    return weights.transpose(-2, -1) @ V\n"],
+    "attention": ["import math\nimport torch\n\ndef attention(Q, K, V, mask=None):\n"
+                  "    s = Q @ K.transpose(-2, -1) / math.sqrt(Q.size(-1))\n"
+                  "    if mask is not None:\n        s = s.masked_fill(mask, float('-inf'))\n"
+                  "    w = torch.softmax(s, dim=-1)\n    return w @ V, w\n"],
+}
+HOSTILE = {
+    "softmax": ["def softmax(x, dim=-1):\n    while True:\n        pass\n",
+                "import os\n\ndef softmax(x, dim=-1):\n    os._exit(0)\n",
+                "def softmax(x, dim=-1):\n    hog = []\n    while True:\n        hog.append([0] * 100_000)\n"],
+}
+
+
+def make_class(folder: Path, size: int, seed: int = 0) -> None:
+    """About 60 % correct, 37 % with one or two classic mistakes, a few hostile ones."""
+    rng = random.Random(seed)
+    reference = {i: (ROOT / "solutions" / f"{i}.py").read_text() for i in IDS}
+    for n in range(size):
+        files = dict(reference)
+        roll = rng.random()
+        if roll < 0.03:
+            files["softmax"] = rng.choice(HOSTILE["softmax"])
+        elif roll < 0.40:
+            for exercise in rng.sample(list(WRONG), rng.choice([1, 2])):
+                files[exercise] = rng.choice(WRONG[exercise])
+        target = folder / f"student{n:04d}"
+        target.mkdir(parents=True)
+        for name, text in files.items():
+            (target / f"{name}.py").write_text(text)
+
+
+def tree_pss(root_pid: int) -> int:
+    """Proportional set size of a process and all its descendants, in bytes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def run_measured(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Wall seconds and peak PSS of the whole process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_pss(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.join()
+    return wall, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--naive", type=int, default=4, help="submissions graded the naive way, for the ratio")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
+    try:
+        klass = work / "class"
+        make_class(klass, args.size)
+        out = work / "grades.json"
+        wall, peak, proc = run_measured([PY, "-m", "grader", "grade", str(klass), "--jobs", str(args.jobs),
+                                         "--format", "json", "--out", str(out)], ROOT)
+        if proc.returncode:
+            sys.exit(proc.stderr)
+        records = [json.loads(line) for line in Path(f"{out}.jsonl").read_text().splitlines()]
+        latency = [r["seconds"] for r in records]
+        document = json.loads(out.read_text())
+        print(f"batch: {args.size} submissions, {args.jobs} slots, full hidden suite, sandbox: "
+              f"{len(document['sandbox']['protections'])} protections")
+        print(f"  wall {wall:.1f} s (start-up included) -> {args.size / wall:.1f} submissions/s")
+        print(f"  steady state: {args.jobs * len(latency) / sum(latency):.1f} submissions/s "
+              f"(from per-submission times)")
+        print(f"  latency per submission: p50 {1000 * percentile(latency, 0.5):.0f} ms, "
+              f"p95 {1000 * percentile(latency, 0.95):.0f} ms")
+        print(f"  peak memory (PSS of the whole tree): {peak / 2**20:.0f} MiB")
+
+        student = work / "student"
+        shutil.copytree(ROOT / "solutions", student / "exercises")
+        for item in ("course.yaml", "solutions"):
+            (shutil.copytree if (ROOT / item).is_dir() else shutil.copy)(ROOT / item, student / item)
+        shutil.copytree(ROOT / "grader" / "suites", student / "grader" / "suites")
+        checks = [run_measured([PY, "-m", "grader", "check"], student) for _ in range(3)]
+        print(f"check: wall {statistics.median(c[0] for c in checks):.2f} s (median of 3, from the shell, "
+              f"torch import included), peak memory {max(c[1] for c in checks) / 2**20:.0f} MiB")
+
+        naive = []
+        names = sorted(p.name for p in klass.iterdir())[: args.naive]
+        for name in names:
+            env = dict(os.environ, GRADER_SUBMISSION=str(klass / name))
+            wall_one, _, proc = run_measured([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                                              str(ROOT / "grader" / "suites")], ROOT, env)
+            naive.append(wall_one)
+        per_naive = statistics.median(naive)
+        per_batch = wall / args.size
+        print(f"naive (a fresh `python -m pytest` per submission, {len(naive)} of them): "
+              f"{per_naive:.2f} s each -> {1 / per_naive:.2f} submissions/s")
+        print(f"ratio: the batch grader is {per_naive / per_batch:.0f}x faster per submission")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
