@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", parents=[common], help="student self-check of ./exercises (public tests only)")
     check.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all)")
     check.add_argument("--dir", default="exercises", help="the folder holding your exercise files (default: exercises)")
+    check.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
 
     grade = commands.add_parser("grade", parents=[common], help="grade submissions with every test (instructors)")
     grade.add_argument("paths", nargs="+", metavar="PATH", help="a submission (folder, .zip, .ipynb) or a folder of them")
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: OUT.jsonl, or grader-results.jsonl for a batch)")
     grade.add_argument("--resume", action="store_true", help="keep the results file's submissions; grade the rest")
     grade.add_argument("--shard", metavar="I/N", help="grade only the I-th of N stable slices (0 <= I < N)")
+    grade.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
 
     merge = commands.add_parser("merge", parents=[common], help="join the JSON reports (or results files) of shards")
     merge.add_argument("reports", nargs="+", metavar="FILE")
@@ -61,7 +63,7 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
     from .course import load_course
     from .grading import grade
 
-    course = load_course(args.course)
+    course, _ = _on_device(load_course(args.course), args.device)
     unknown = [i for i in args.ids if i not in course.ids]
     if unknown:
         close = difflib.get_close_matches(unknown[0], course.ids, n=1)
@@ -93,9 +95,11 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
     from .grading import hidden_paths
     from .submission import discover
 
-    course = load_course(args.course)
+    course, device = _on_device(load_course(args.course), args.device)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give at least 1.")
+    if device.used == "cuda":
+        args.jobs = min(args.jobs, int(course.sandbox.gpu_slots))  # each worker has its own CUDA context
     submissions = discover(args.paths)
     if args.shard:
         shard = parse_shard(args.shard)
@@ -127,15 +131,26 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
         if results:
             results.close()
     ordered = [store.done[n] for n, _ in submissions if n in store.done]
-    _write(args, course, ordered)
+    _write(args, course, ordered, device.describe())
     return 0
 
 
-def _write(args: argparse.Namespace, course, results: list) -> None:
+def _on_device(course, requested: str | None):
+    """Resolve the grading device; say so on stderr when CUDA was wanted but is not here."""
+    from .devices import resolve_course
+
+    course, device = resolve_course(course, requested)
+    if device.requested != "cpu" and not device.verified_on_gpu and device.requested == "cuda":
+        print("note: course.yaml asks for CUDA but this machine has no GPU: graded on the CPU; "
+              "the results are marked \"not verified on GPU\".", file=sys.stderr)
+    return course, device
+
+
+def _write(args: argparse.Namespace, course, results: list, device: dict) -> None:
     from . import report
 
     if args.format == "json":
-        _emit(args.out, report.to_json(results))
+        _emit(args.out, report.to_json(results, device))
     elif args.format == "csv":
         from .gradebook_csv import to_csv
 
@@ -154,7 +169,7 @@ def _write(args: argparse.Namespace, course, results: list) -> None:
         from .stats import compute, print_stats
 
         def show(console) -> None:
-            report.print_grades(console, course, results)
+            report.print_grades(console, course, results, device)
             if len(results) > 1:
                 print_stats(console, compute(results))
 
@@ -176,11 +191,11 @@ def _emit(out: str | None, text: str) -> None:
         sys.stdout.write(text)
 
 
-def _load_reports(paths: list[str]) -> list:
-    """Results from contract JSON reports or results files (.jsonl)."""
+def _load_reports(paths: list[str]) -> tuple[list, dict | None]:
+    """Results from contract JSON reports or results files (.jsonl), and the first report's device."""
     from .results import SubmissionResult
 
-    loaded = []
+    loaded, device = [], None
     for path in paths:
         file = Path(path)
         if not file.is_file():
@@ -190,19 +205,21 @@ def _load_reports(paths: list[str]) -> list:
                 loaded += [SubmissionResult.from_record(json.loads(line)) for line in file.read_text().splitlines() if line]
             else:
                 document = json.loads(file.read_text())
+                device = device or document.get("device")
                 protections = document.get("sandbox", {}).get("protections", [])
                 loaded += [SubmissionResult.from_record({"result": s, "protections": protections})
                            for s in document["submissions"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise UsageError(f"{path}: not a grader report ({type(exc).__name__}: {exc}).") from None
-    return loaded
+    return loaded, device
 
 
 def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     from .course import load_course
 
     merged = {}
-    for result in _load_reports(args.reports):
+    loaded, device = _load_reports(args.reports)
+    for result in loaded:
         if result.submission in merged:
             print(f"warning: {result.submission} appears in more than one report; keeping the last", file=sys.stderr)
         merged[result.submission] = result
@@ -214,7 +231,7 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     else:
         from . import report
 
-        _emit(args.out, report.to_json(results))
+        _emit(args.out, report.to_json(results, device))
     return 0
 
 
@@ -222,7 +239,7 @@ def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
     from . import report
     from .stats import compute, plot, print_stats
 
-    stats = compute(_load_reports([args.report]))
+    stats = compute(_load_reports([args.report])[0])
     print_stats(report.console(), stats)
     if args.plot:
         plot(stats, Path(args.plot))

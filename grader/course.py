@@ -21,9 +21,10 @@ COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 _TOP_KEYS = {"title", "seed", "sandbox", "defaults", "exercises"}
-_SANDBOX_KEYS = {"memory_mb", "cpu_seconds", "output_kb", "tmpfs_mb"}
-_DEFAULT_KEYS = {"time_limit", "tolerance"}
-_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "banned_kernels", "time_limit", "tolerance"}
+_SANDBOX_KEYS = {"memory_mb", "cpu_seconds", "output_kb", "tmpfs_mb", "gpu_memory_fraction", "gpu_slots"}
+_DEFAULT_KEYS = {"time_limit", "tolerance", "device"}
+_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "banned_kernels", "time_limit", "tolerance", "device"}
+DEVICES = ("cpu", "cuda", "auto")
 
 
 class CourseError(UsageError):
@@ -53,6 +54,8 @@ class Exercise:
     """Per float dtype name (``"float32"``...)."""
     banned_kernels: tuple[str, ...] = ()
     """aten operators (``_softmax``) that may not run during a call, whatever route reaches them."""
+    device: str = "cpu"
+    """cpu, cuda or auto in course.yaml; resolved to cpu or cuda before grading (grader.devices)."""
 
     @property
     def filename(self) -> str:
@@ -67,6 +70,10 @@ class SandboxLimits:
     cpu_seconds: float = 60
     output_kb: float = 1024
     tmpfs_mb: float = 64
+    gpu_memory_fraction: float = 0.25
+    """The share of the GPU's memory one worker may allocate (grading on CUDA)."""
+    gpu_slots: float = 2
+    """At most this many workers use the GPU at once (each has its own CUDA context)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,12 @@ class Course:
 
     def solution_path(self, exercise: Exercise) -> Path:
         return self.root / "solutions" / exercise.filename
+
+    @property
+    def uses_oracles(self) -> bool:
+        """True for a student release, which has no ``solutions/`` folder: the tests then
+        compare with torch's own functions (``grader/oracles.py``) instead of the solutions."""
+        return not (self.root / "solutions").is_dir()
 
     def suite_path(self, exercise: Exercise) -> Path:
         return self.root / "grader" / "suites" / f"test_{exercise.id}.py"
@@ -167,6 +180,11 @@ class _Validator:
             raise self.fail(key, f"{name!r} is not an aten operator", "use a name from torch.ops.aten, such as _softmax")
         return name
 
+    def device(self, value: Any, key: str) -> str:
+        if value not in DEVICES:
+            raise self.fail(key, f"{value!r} is not a device", f"use one of {', '.join(DEVICES)}")
+        return value
+
     def banned_name(self, name: Any, key: str) -> str:
         if not isinstance(name, str) or not _resolves(name):
             raise self.fail(key, f"{name!r} does not name anything in torch",
@@ -186,6 +204,7 @@ class _Validator:
         limits = SandboxLimits(**{k: self.number(v, f"sandbox.{k}") for k, v in sandbox.items()})
         defaults = self.mapping(data.get("defaults", {}), "defaults", _DEFAULT_KEYS)
         time_limit = self.number(defaults.get("time_limit", 2.0), "defaults.time_limit")
+        device = self.device(defaults.get("device", "cpu"), "defaults.device")
         tolerance = self.tolerances(defaults.get("tolerance", {}), "defaults.tolerance", {})
         for dtype in FLOAT_DTYPES:
             if dtype not in tolerance:
@@ -220,17 +239,35 @@ class _Validator:
                 banned=tuple(self.banned_name(b, f"{key}.banned[{i}]") for i, b in enumerate(banned)),
                 banned_kernels=tuple(self.kernel_name(b, f"{key}.banned_kernels[{i}]") for i, b in enumerate(kernels)),
                 time_limit=self.number(entry.get("time_limit", time_limit), f"{key}.time_limit"),
+                device=self.device(entry.get("device", device), f"{key}.device"),
                 tolerance=MappingProxyType(self.tolerances(entry.get("tolerance", {}), f"{key}.tolerance", tolerance)),
             )
             exercises.append(exercise)
         course = Course(title=title, seed=seed, exercises=tuple(exercises), sandbox=limits,
                         root=self.path.resolve().parent)
+        # Without a solutions/ folder (a student release) the references are the oracles of
+        # grader/oracles.py; with one, every exercise needs its solution file.
+        oracles = _oracle_ids() if course.uses_oracles else None
         for index, exercise in enumerate(course.exercises):
-            for what, file in (("solution", course.solution_path(exercise)), ("test suite", course.suite_path(exercise))):
+            key = f"exercises[{index}] ({exercise.id})"
+            if oracles is not None and exercise.id not in oracles:
+                raise self.fail(key, f"there is no solutions/ folder (a student release) and grader/oracles.py "
+                                     f"has no oracle for {exercise.id!r}",
+                                f"add solutions/{exercise.filename}, or an entry in grader/oracles.py ORACLES")
+            files = [("test suite", course.suite_path(exercise))]
+            if oracles is None:
+                files.insert(0, ("solution", course.solution_path(exercise)))
+            for what, file in files:
                 if not file.is_file():
-                    raise self.fail(f"exercises[{index}] ({exercise.id})", f"its {what} {file} does not exist",
+                    raise self.fail(key, f"its {what} {file} does not exist",
                                     f"create {file.relative_to(course.root)} or correct the id")
         return course
+
+
+def _oracle_ids() -> set[str]:
+    from .oracles import ORACLES  # imports torch: only for a course without solutions/
+
+    return set(ORACLES)
 
 
 def _resolves(dotted: str) -> bool:

@@ -45,8 +45,8 @@ def write_atomically(path: str | Path, text: str) -> None:
         raise
 
 
-def to_json(results: list[SubmissionResult]) -> str:
-    return json.dumps(document(results), indent=2) + "\n"
+def to_json(results: list[SubmissionResult], device: dict | None = None) -> str:
+    return json.dumps(document(results, device), indent=2) + "\n"
 
 
 def _points(score: float, max_score: float) -> str:
@@ -97,7 +97,7 @@ def details(result: SubmissionResult, *, show_hidden: bool = True) -> Table:
     return table
 
 
-def print_grades(console: Console, course: Course, results: list[SubmissionResult]) -> None:
+def print_grades(console: Console, course: Course, results: list[SubmissionResult], device: dict | None = None) -> None:
     if len(results) == 1:
         console.print(details(results[0]))
     console.print(gradebook(course, results))
@@ -107,6 +107,10 @@ def print_grades(console: Console, course: Course, results: list[SubmissionResul
     protections = next((r.protections for r in results if r.protections), [])
     if protections:
         console.print(f"[dim]sandbox: {escape('; '.join(protections))}[/dim]", highlight=False)
+    if device and device.get("used") == "cuda":
+        console.print(f"[dim]device: CUDA ({escape(device.get('gpu', ''))}), TF32 off[/dim]", highlight=False)
+    elif device and device.get("requested") == "cuda":
+        console.print("[yellow]device: CPU; CUDA was requested: not verified on GPU[/yellow]")
 
 
 def print_check(console: Console, result: SubmissionResult) -> None:

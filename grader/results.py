@@ -106,7 +106,11 @@ class SubmissionResult:
                    record.get("printed", ""), float(record.get("seconds", 0.0)))
 
 
-def document(results: list[SubmissionResult]) -> dict:
-    """The JSON document of the report contract, plus the sandbox's active protections."""
+def document(results: list[SubmissionResult], device: dict | None = None) -> dict:
+    """The JSON document of the report contract, plus the sandbox's active protections and,
+    when known, the device the grading ran on."""
     protections = next((r.protections for r in results if r.protections), [])
-    return {"submissions": [r.to_dict() for r in results], "sandbox": {"protections": list(protections)}}
+    doc = {"submissions": [r.to_dict() for r in results], "sandbox": {"protections": list(protections)}}
+    if device is not None:
+        doc["device"] = device
+    return doc

@@ -36,6 +36,12 @@ def sandbox_plan(course: Course, slot: int, hide: list[str]) -> dict:
     if os.geteuid() == 0:
         # NPROC counts the threads of a uid across processes: only meaningful for our own uid.
         plan.update(uid=claim_uid_block() + slot, processes=64)
+    if any(e.device == "cuda" for e in course.exercises):
+        # A CUDA context maps far more private memory than a CPU worker: keep the data cap
+        # for runaway Python objects, but high enough for the driver. GPU memory itself is
+        # capped per worker by set_per_process_memory_fraction.
+        plan["memory_bytes"] = max(plan["memory_bytes"], 32 << 30)
+        plan["gpu_memory_fraction"] = limits.gpu_memory_fraction
     return plan
 
 
@@ -279,4 +285,8 @@ def _describe(exercise: Exercise, error: dict, op: str) -> faults.StudentFault:
     if kind == "bad_output":
         return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_clip(error.get('message'))}.")
     when = "while being imported" if op == "load" else "during this call"
-    return faults.ErrorFault(f"{name} raised {raised}{where} {when}.")
+    hints = ()
+    if "same device" in str(error.get("message", "")):
+        hints = ("A tensor your code created is on a different device from the inputs: create new tensors on the "
+                 "inputs' device, e.g. torch.ones(L, L, dtype=torch.bool, device=Q.device), or mask.to(Q.device).",)
+    return faults.ErrorFault(f"{name} raised {raised}{where} {when}.", hints)

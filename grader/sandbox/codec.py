@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import struct
 import time
@@ -166,11 +167,25 @@ def _checked_entry(entry: Any) -> tuple[torch.dtype, list[int], list[int], int]:
     return dtype, shape, perm, nbytes
 
 
-def _build_tensor(dtype: torch.dtype, shape: list[int], perm: list[int], data: bytearray, grad: bool) -> torch.Tensor:
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]{1,2})?)$")
+
+
+def placement(device: Any) -> torch.device:
+    """Where a received tensor goes: the CUDA device it was sent from when this process has
+    one, else the CPU (the grader then sees the claimed device in ``header["devices"]``)."""
+    if isinstance(device, str) and device.startswith("cuda") and _DEVICE.match(device) and torch.cuda.is_available():
+        return torch.device(device)
+    return torch.device("cpu")
+
+
+def _build_tensor(dtype: torch.dtype, shape: list[int], perm: list[int], data: bytearray, grad: bool,
+                  device: torch.device) -> torch.Tensor:
     if data:
         base = torch.frombuffer(data, dtype=torch.uint8).view(dtype).reshape(shape)
     else:
         base = torch.empty(shape, dtype=dtype)
+    if device.type != "cpu":
+        base = base.to(device)
     if grad and base.is_floating_point():
         base.requires_grad_(True)
     inverse = [0] * len(perm)
@@ -240,6 +255,6 @@ def recv_message(sock: socket.socket, deadline: float | None = None) -> tuple[di
     tensors = []
     for (dtype, shape, perm, nbytes), entry in zip(checked, entries):
         data = _recv_exact(sock, nbytes, deadline)
-        tensors.append(_build_tensor(dtype, shape, perm, data, entry.get("grad") is True))
+        tensors.append(_build_tensor(dtype, shape, perm, data, entry.get("grad") is True, placement(entry.get("device"))))
     header["devices"] = [str(e.get("device", "cpu"))[:40] for e in entries]
     return header, tensors

@@ -115,6 +115,8 @@ class Worker:
         sys.meta_path.insert(0, StudentModules(self.sources, notebook))
         self.functions: dict[str, Any] = {}
         self.banned_kernels: dict[str, frozenset[str]] = {}
+        self.gpu_memory_fraction = float(init.get("sandbox", {}).get("gpu_memory_fraction", 0.25))
+        self.cuda_ready = False
 
     # ------------------------------------------------------------ requests
 
@@ -145,6 +147,8 @@ class Worker:
     def call(self, request: dict, tensors: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
         exercise = request["exercise"]
         fn = self.functions[exercise]
+        if not self.cuda_ready and any(t.is_cuda for t in tensors):
+            self._prepare_cuda()
         args = codec.decode_value(request["args"], tensors)
         kwargs = codec.decode_value(request["kwargs"], tensors)
         watch = KernelWatch(self.banned_kernels[exercise], self.student_files) if self.banned_kernels[exercise] else None
@@ -163,6 +167,14 @@ class Worker:
             answer["grads"] = self._input_grads(result, codec.decode_value(request["grad_outputs"], tensors),
                                                 [t for t in tensors if t.requires_grad], out)
         return answer, out
+
+    def _prepare_cuda(self) -> None:
+        """First CUDA call of this worker: its share of the GPU, and no TF32 (the reference
+        in the grader runs without it too, so tolerances mean the same on every GPU)."""
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.cuda.set_per_process_memory_fraction(self.gpu_memory_fraction)
+        self.cuda_ready = True
 
     def _input_grads(self, result, grad_outputs, inputs, out) -> dict:
         outputs = list(result) if isinstance(result, (tuple, list)) else [result]
