@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ test: setup
 # Grades a generated class of 500 and prints throughput, latency, memory and the naive ratio.
 bench: setup
 	$(PY) benchmarks/bench.py --size 500 --jobs 2
+
+# On a GPU machine: the reference, the sample class and the device-bug submissions on CUDA.
+gpu-check: setup
+	$(PY) -m grader.gpu_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -72,10 +72,14 @@ class Expect:
         if got.shape != expected.shape:
             raise AssertionError(f"{what} should have shape {tuple(expected.shape)}, but has shape "
                                  f"{tuple(got.shape)}.{_shape_hint(tuple(got.shape), tuple(expected.shape))}")
+        if got.device != expected.device:
+            raise AssertionError(f"{what} is on {got.device}, but the inputs were on {expected.device}: return "
+                                 "tensors on the inputs' device (create new ones with device=Q.device, and do "
+                                 "not call .cpu() or .numpy() on results).")
         if got.dtype != expected.dtype:
             raise AssertionError(f"{what} should keep the input dtype {expected.dtype}, but is {got.dtype}. "
                                  "Build results from the inputs instead of new float32 tensors.".replace("torch.", ""))
-        got64, exp64 = got.detach().double(), expected.detach().double()
+        got64, exp64 = got.detach().double().cpu(), expected.detach().double().cpu()
         tol = self.tolerance(expected.dtype)
         same_nonfinite = (got64.isnan() & exp64.isnan()) | (got64 == exp64)
         ok = same_nonfinite | ((got64 - exp64).abs() <= tol.atol + tol.rtol * exp64.abs())
@@ -103,7 +107,7 @@ class Expect:
         """Check that the caller's tensors came back exactly as they were sent."""
         __tracebackhide__ = True
         for name, b, a in zip(names, before, after):
-            if not isinstance(a, torch.Tensor) or a.shape != b.shape or not torch.equal(a, b):
+            if not isinstance(a, torch.Tensor) or a.shape != b.shape or not torch.equal(a.cpu(), b.cpu()):
                 raise AssertionError(f"your function modified its input {name} in place. Work on new tensors "
                                      "(x = x - m, not x -= m or x.sub_(m)) so the caller's data stays intact.")
 

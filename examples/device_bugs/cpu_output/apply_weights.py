@@ -1,0 +1,2 @@
+def apply_attention_weights(weights, V):
+    return weights @ V
