@@ -1,4 +1,4 @@
-"""The command line: ``check`` (students), ``grade``, ``merge`` and ``stats`` (instructors).
+"""The command line: ``check`` (students), ``grade``, ``merge``, ``stats``, ``release`` and ``otter`` (instructors).
 
 A thin layer: it parses options and calls the modules that do the work. Usage errors (a
 missing path, a broken course.yaml, a bad option) end with one line on stderr and exit 2;
@@ -20,6 +20,7 @@ from .sandbox.client import Zygote
 # zygote process has been started, so that both load torch at the same time.
 
 FORMATS = ("table", "json", "csv", "gradescope")
+CHECK_REPORT_DIR = "grader-report"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--resume", action="store_true", help="keep the results file's submissions; grade the rest")
     grade.add_argument("--shard", metavar="I/N", help="grade only the I-th of N stable slices (0 <= I < N)")
     grade.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
+    grade.add_argument("--report-dir", metavar="DIR", help="also write one feedback report per submission (HTML, Markdown)")
+    grade.add_argument("--audience", choices=("staff", "student"), default="staff",
+                       help="student reports leave out what hidden tests saw (default: staff)")
 
     merge = commands.add_parser("merge", parents=[common], help="join the JSON reports (or results files) of shards")
     merge.add_argument("reports", nargs="+", metavar="FILE")
@@ -53,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", parents=[common], help="class statistics of a JSON report")
     stats.add_argument("report", metavar="FILE")
     stats.add_argument("--plot", metavar="PNG", help="also draw the score histogram into this PNG file")
+
+    release = commands.add_parser("release", parents=[common], help="write the student bundle: stubs, public tests, "
+                                  "notebook, README (no solutions, no hidden tests)")
+    release.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+
+    otter = commands.add_parser("otter", parents=[common], help="write an otter-grader assignment: autograder.zip for "
+                                "Gradescope and the student folder (needs the lms extra)")
+    otter.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
     return parser
 
 
@@ -76,6 +88,11 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
         course = replace(course, exercises=tuple(e for e in course.exercises if e.id in args.ids))
     (result,) = grade(course, [(str(folder), folder)], public_only=True, zygote=zygote)
     report.print_check(report.console(), result)
+    if result.score < result.max_score:
+        from .feedback_report import write_report
+
+        page = write_report(result, Path(CHECK_REPORT_DIR), audience="student")
+        print(f"full report, with pictures of your attention weights: {page}")
     return 0
 
 
@@ -132,6 +149,12 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
             results.close()
     ordered = [store.done[n] for n, _ in submissions if n in store.done]
     _write(args, course, ordered, device.describe())
+    if args.report_dir:
+        from .feedback_report import write_report
+
+        for result in ordered:
+            write_report(result, Path(args.report_dir), audience=args.audience)
+        print(f"feedback reports written to {args.report_dir}/ (one .html and one .md per submission)", file=sys.stderr)
     return 0
 
 
@@ -247,10 +270,29 @@ def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace, zygote: Zygote) -> int:
+    from .course import load_course
+    from .release import write_release
+
+    notebook = write_release(load_course(args.course), Path(args.out))
+    print(f"student release written to {args.out} (notebook: {notebook.name}); see its README.md")
+    return 0
+
+
+def _otter(args: argparse.Namespace, zygote: Zygote) -> int:
+    from .course import load_course
+    from .otter_bridge import write_assignment
+
+    write_assignment(load_course(args.course), Path(args.out))
+    print(f"otter assignment written to {args.out}: upload autograder.zip to Gradescope, give student/ to students")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     zygote = Zygote() if args.command in ("check", "grade") else None
-    command = {"check": _check, "grade": _grade, "merge": _merge, "stats": _stats}[args.command]
+    command = {"check": _check, "grade": _grade, "merge": _merge, "stats": _stats, "release": _release,
+               "otter": _otter}[args.command]
     try:
         if zygote is None:
             return command(args, None)

@@ -20,10 +20,11 @@ from .errors import UsageError
 COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
-_TOP_KEYS = {"title", "seed", "sandbox", "defaults", "exercises"}
+_TOP_KEYS = {"title", "seed", "sandbox", "feedback", "defaults", "exercises"}
+_FEEDBACK_KEYS = {"blame_earns_points"}
 _SANDBOX_KEYS = {"memory_mb", "cpu_seconds", "output_kb", "tmpfs_mb", "gpu_memory_fraction", "gpu_slots"}
 _DEFAULT_KEYS = {"time_limit", "tolerance", "device"}
-_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "banned_kernels", "time_limit", "tolerance", "device"}
+_EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "banned_kernels", "time_limit", "tolerance", "device", "uses"}
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -56,6 +57,9 @@ class Exercise:
     """aten operators (``_softmax``) that may not run during a call, whatever route reaches them."""
     device: str = "cpu"
     """cpu, cuda or auto in course.yaml; resolved to cpu or cuda before grading (grader.devices)."""
+    uses: tuple[str, ...] = ()
+    """Earlier exercises this one builds on: when it fails, each is replaced by its reference
+    in turn to find out whether the error comes from there (feedback)."""
 
     @property
     def filename(self) -> str:
@@ -84,6 +88,9 @@ class Course:
     root: Path = field(compare=False)
     """The folder holding course.yaml, solutions/ and grader/suites/."""
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    blame_earns_points: bool = False
+    """When a failing test passes with the reference in place of an earlier exercise, does it
+    earn its points (the error was already paid for there)? Default: feedback only."""
 
     @property
     def max_score(self) -> float:
@@ -180,6 +187,13 @@ class _Validator:
             raise self.fail(key, f"{name!r} is not an aten operator", "use a name from torch.ops.aten, such as _softmax")
         return name
 
+    def earlier(self, value: Any, key: str, before: list) -> tuple[str, ...]:
+        known = [e.id for e in before]
+        if not isinstance(value, list) or any(v not in known for v in value):
+            raise self.fail(key, f"{value!r} must list ids of exercises that come before this one",
+                            f"use some of: {', '.join(known) or '(none yet)'}")
+        return tuple(value)
+
     def device(self, value: Any, key: str) -> str:
         if value not in DEVICES:
             raise self.fail(key, f"{value!r} is not a device", f"use one of {', '.join(DEVICES)}")
@@ -200,6 +214,11 @@ class _Validator:
         seed = data.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise self.fail("seed", f"expected a non-negative whole number, got {seed!r}", "write a number such as 1234")
+        feedback = self.mapping(data.get("feedback", {}), "feedback", _FEEDBACK_KEYS)
+        blame_earns_points = feedback.get("blame_earns_points", False)
+        if not isinstance(blame_earns_points, bool):
+            raise self.fail("feedback.blame_earns_points", f"expected true or false, got {blame_earns_points!r}",
+                            "write true or false")
         sandbox = self.mapping(data.get("sandbox", {}), "sandbox", _SANDBOX_KEYS)
         limits = SandboxLimits(**{k: self.number(v, f"sandbox.{k}") for k, v in sandbox.items()})
         defaults = self.mapping(data.get("defaults", {}), "defaults", _DEFAULT_KEYS)
@@ -240,10 +259,12 @@ class _Validator:
                 banned_kernels=tuple(self.kernel_name(b, f"{key}.banned_kernels[{i}]") for i, b in enumerate(kernels)),
                 time_limit=self.number(entry.get("time_limit", time_limit), f"{key}.time_limit"),
                 device=self.device(entry.get("device", device), f"{key}.device"),
+                uses=self.earlier(entry.get("uses", []), f"{key}.uses", exercises),
                 tolerance=MappingProxyType(self.tolerances(entry.get("tolerance", {}), f"{key}.tolerance", tolerance)),
             )
             exercises.append(exercise)
         course = Course(title=title, seed=seed, exercises=tuple(exercises), sandbox=limits,
+                        blame_earns_points=blame_earns_points,
                         root=self.path.resolve().parent)
         # Without a solutions/ folder (a student release) the references are the oracles of
         # grader/oracles.py; with one, every exercise needs its solution file.

@@ -119,7 +119,8 @@ class _BatchPlugin:
                 message = outcome.message
                 if outcome.status == "failed" and not hidden and seed is not None:
                     message += f" (seed {seed})"
-                tests.append(CaseResult(item.name, share, outcome.status, hidden, message, list(outcome.hints), seed))
+                tests.append(CaseResult(item.name, share, outcome.status, hidden, message, list(outcome.hints), seed,
+                                        list(outcome.figures)))
             exercises.append(ExerciseResult(exercise.id, exercise.title, exercise.points, tests))
         return SubmissionResult(name, exercises, errors)
 

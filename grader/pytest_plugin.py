@@ -5,9 +5,14 @@ Suites (``grader/suites/test_<id>.py``) are plain pytest files. They get:
 - ``student``: the student's function for the suite's exercise, running in the sandbox;
   ``student(...)`` returns the decoded result, ``student.call_keeping_inputs(...)`` also
   the inputs as the function left them, ``student.gradients(...)`` input gradients.
-- ``reference``: the reference solution's function, in the grader.
+- ``reference``: the reference solution's function, in the grader (in a student release,
+  which has no solutions/, torch's own version from ``grader/oracles.py``).
 - ``expect``: comparisons bound to the exercise's tolerances (``grader.testing.Expect``).
 - every test is seeded with ``seed_for(course seed, "test_<id>.py::<test name>")``.
+
+A test that fails on an ``AssertionError`` gets a hint naming the student's mistake when a
+misconception of the exercise (``grader/misconceptions/<id>.py``) explains the results of
+the calls it made: ``student`` records each successful call (inputs, decoded result).
 
 Markers: ``@pytest.mark.points(n)`` weighs a test within its exercise (default 1) and
 ``@pytest.mark.hidden`` keeps it out of the student's ``check``.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +35,7 @@ import torch
 
 from . import faults
 from .course import Course, Exercise, load_course
+from .misconceptions import Call, find_hints
 from .student import StudentCode
 from .testing import Expect, seed_for
 
@@ -40,11 +47,14 @@ class Outcome:
     status: str
     message: str = ""
     hints: tuple[str, ...] = ()
+    figures: tuple = ()
+    """(title, expected 2-D weights, the student's), for the heatmaps of feedback reports."""
 
 
 STATE = pytest.StashKey["GradingState"]()
 OUTCOME = pytest.StashKey[Outcome]()
 SEED = pytest.StashKey[int]()
+CALLS = pytest.StashKey[list[Call]]()  # the current test's successful calls of the student's function
 
 
 class GradingState:
@@ -57,7 +67,12 @@ class GradingState:
 
     def reference(self, exercise: Exercise) -> Callable:
         if exercise.id not in self.references:
-            self.references[exercise.id] = getattr(_import_solution(self.course, exercise), exercise.function)
+            if self.course.uses_oracles:  # a student release: no solutions/, torch's own functions instead
+                from .oracles import ORACLES
+
+                self.references[exercise.id] = ORACLES[exercise.id]
+            else:
+                self.references[exercise.id] = getattr(_import_solution(self.course, exercise), exercise.function)
         return self.references[exercise.id]
 
 
@@ -102,14 +117,114 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker_points(item.get_closest_marker("points"))  # a bad marker is a collection error, early
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[CALLS] = []  # before any fixture: an item runs once per submission of a batch
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if call.when == "call" and call.excinfo is None:
         item.stash.setdefault(OUTCOME, Outcome("passed"))
     elif call.excinfo is not None and OUTCOME not in item.stash:
-        item.stash[OUTCOME] = classify(call.excinfo.value)
+        outcome = classify(call.excinfo.value)
+        if call.when == "call" and outcome.status == "failed" and isinstance(call.excinfo.value, AssertionError):
+            # failures only: passing tests pay nothing for any of this
+            outcome.hints += misconception_hints(item)
+            outcome.figures = weight_figures(item)
+            outcome = blame_earlier_exercises(item, outcome)
+        item.stash[OUTCOME] = outcome
     return report
+
+
+def misconception_hints(item: pytest.Item) -> tuple[str, ...]:
+    """The hint of the misconception that explains the failed test's calls, if one does."""
+    calls = item.stash.get(CALLS, None)
+    state = item.config.stash.get(STATE, None)
+    if not calls or state is None or state.current is None:
+        return ()
+    try:
+        exercise = state.course.exercise(exercise_id(item.path))
+        return tuple(find_hints(exercise.id, calls, exercise_source(state.current, exercise.id),
+                                exercise.tolerance, state.reference(exercise)))
+    except Exception:
+        return ()  # a broken misconception must never change a grade or hide the failure's message
+
+
+def weight_figures(item: pytest.Item) -> tuple:
+    """For a failed softmax or attention test: its last call's weights and the reference's,
+    as small 2-D lists (the first matrix of the batch, at most 16 x 16)."""
+    calls = item.stash.get(CALLS, None)
+    state = item.config.stash.get(STATE, None)
+    exercise_name = exercise_id(item.path)
+    if not calls or state is None or exercise_name not in ("softmax", "attention"):
+        return ()
+    try:
+        call = calls[-1]
+        expected = state.reference(state.course.exercise(exercise_name))(*call.args, **call.kwargs)
+        got = call.result
+        if exercise_name == "attention":
+            expected, got = expected[1], got[1]
+        matrices = [t.detach().double().cpu() for t in (expected, got)]
+        if any(m.shape != matrices[0].shape for m in matrices) or matrices[0].dim() == 0:
+            return ()
+        matrices = [m.reshape(1, -1) if m.dim() == 1 else m.reshape(-1, *m.shape[-2:])[0] for m in matrices]
+        expected_2d, got_2d = (m[:16, :16].nan_to_num(nan=-1.0).tolist() for m in matrices)
+        return ((f"{exercise_name}: {item.name}", expected_2d, got_2d),)
+    except Exception:
+        return ()  # a picture must never change a grade
+
+
+def blame_earlier_exercises(item: pytest.Item, outcome: Outcome) -> Outcome:
+    """When an exercise that builds on earlier ones fails, find out whether the error comes
+    from one of them: the same calls, with that exercise's reference in place of the student's."""
+    calls = item.stash.get(CALLS, None)
+    state = item.config.stash.get(STATE, None)
+    if not calls or state is None or state.current is None:
+        return outcome
+    course = state.course
+    exercise = course.exercise(exercise_id(item.path))
+    if not exercise.uses:
+        return outcome
+    uses = [course.exercise(i) for i in exercise.uses]
+    references = {e.id: state.reference(e) for e in uses}
+    own_reference = state.reference(exercise)
+    expect = Expect(dict(exercise.tolerance))
+
+    def passes(call, value) -> bool:
+        wanted = own_reference(*call.args, **call.kwargs)
+        pairs = list(zip(value, wanted)) if isinstance(wanted, tuple) and isinstance(value, (tuple, list)) else [(value, wanted)]
+        try:
+            for got, want in pairs:
+                expect.close(got, want)
+        except AssertionError:
+            return False
+        return True
+
+    try:
+        culprits = state.current.blame(exercise, uses, calls, references, passes)
+    except Exception:
+        return outcome  # feedback only: never change a grade because of a failure here
+    if not culprits:
+        return outcome
+    names = " and ".join(f"your {course.exercise(c).function}" for c in culprits)
+    note = (f"Your {exercise.function} itself is right: with the reference in place of {names}, this test passes. "
+            f"The error comes from {names}: fix that exercise first.")
+    if course.blame_earns_points:
+        return Outcome("passed", f"passed with the reference in place of {names} (course policy): {outcome.message}",
+                       (note,), outcome.figures)
+    # The blame replaces the misconception hints: those describe what this function's output
+    # looks like, and the cause is elsewhere.
+    return Outcome(outcome.status, outcome.message, (note,), outcome.figures)
+
+
+def exercise_source(code: StudentCode, exercise_id: str) -> str | list[str] | None:
+    """Where the student's code for an exercise is: its file's text, or all of a notebook's cells."""
+    if code.submission.notebook is not None:
+        return list(code.submission.notebook)
+    source = code.submission.sources.get(exercise_id)
+    return None if source is None else source.text
 
 
 def classify(exc: BaseException) -> Outcome:
@@ -144,12 +259,15 @@ def student(request: pytest.FixtureRequest, exercise: Exercise) -> "StudentFunct
     code = _state(request).current
     assert code is not None, "no submission is being graded"
     code.prepare(exercise)  # a missing, forbidden or broken exercise fails here, before any input is built
-    return StudentFunction(code, exercise)
+    return StudentFunction(code, exercise, request.node.stash.setdefault(CALLS, []))
 
 
 @pytest.fixture
 def reference(request: pytest.FixtureRequest, exercise: Exercise) -> Callable:
-    return _state(request).reference(exercise)
+    function = _state(request).reference(exercise)
+    if exercise.device == "cpu":
+        return function
+    return lambda *args, **kwargs: function(*on_device(args, exercise.device), **on_device(kwargs, exercise.device))
 
 
 @pytest.fixture
@@ -170,22 +288,60 @@ def seed(request: pytest.FixtureRequest) -> int:
 class StudentFunction:
     """Calls the student's function in the sandbox; results come back as grader-side tensors."""
 
-    def __init__(self, code: StudentCode, exercise: Exercise):
+    def __init__(self, code: StudentCode, exercise: Exercise, calls: list[Call] | None = None):
         self._code = code
         self.exercise = exercise
+        self.calls: list[Call] = [] if calls is None else calls  # this test's successful calls, for the hints
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._code.call(self.exercise, args, kwargs)["value"]
+        args, kwargs = on_device((args, kwargs), self.exercise.device)
+        value = self._code.call(self.exercise, args, kwargs)["value"]
+        self._record(args, kwargs, value)
+        return value
 
     def call_keeping_inputs(self, *args: Any, **kwargs: Any) -> tuple[Any, list, dict]:
         """Result, plus the positional and keyword inputs as they were after the call."""
+        args, kwargs = on_device((args, kwargs), self.exercise.device)
         answer = self._code.call(self.exercise, args, kwargs, return_inputs=True)
+        self._record(args, kwargs, answer["value"])  # the inputs as sent: the worker works on copies
         after_args, after_kwargs = answer["inputs"]
         return answer["value"], after_args, after_kwargs
 
+    def _record(self, args: tuple, kwargs: dict, value: Any) -> None:
+        # Copies: a test may change its tensors after the call (a few microseconds per call).
+        self.calls.append(Call(_snapshot(args), _snapshot(kwargs), _snapshot(value)))
+
     def gradients(self, args: tuple, grad_outputs: list, **kwargs: Any) -> list:
         """Gradients of the inputs in ``args`` that require grad, given output gradients."""
+        args, kwargs, grad_outputs = on_device((args, kwargs, grad_outputs), self.exercise.device)
         return self._code.call(self.exercise, args, kwargs, grad_outputs=grad_outputs)["grads"]
+
+
+def on_device(value: Any, device: str) -> Any:
+    """``value`` with every tensor moved to ``device`` (tuples, lists, dicts walked). The move
+    is differentiable: gradients of the moved tensors flow back to the test's own."""
+    if device == "cpu":
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        items = [on_device(v, device) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        return {k: on_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _snapshot(value: Any) -> Any:
+    """``value`` with every tensor replaced by a detached copy (tuples, lists, dicts walked)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        items = [_snapshot(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    return value
 
 
 # ---------------------------------------------------------------- direct `pytest grader/suites`
@@ -202,7 +358,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     course = load_course()
     state = GradingState(course)
     zygote = Zygote()
-    state.current = StudentCode(course, load_submission("exercises", course.root / "exercises"), zygote)
+    path = Path(os.environ.get("GRADER_SUBMISSION", course.root / "exercises"))  # the benchmark's naive way
+    state.current = StudentCode(course, load_submission(path.name, path), zygote)
     config.stash[STATE] = state
     config.add_cleanup(zygote.close)
     config.add_cleanup(state.current.close)

@@ -34,6 +34,9 @@ class CaseResult:
     hints: list[str] = field(default_factory=list)
     seed: int | None = None
     """The test's torch seed: same seed, same inputs."""
+    figures: list = field(default_factory=list)
+    """(title, expected 2-D weights, the student's) for heatmaps in feedback reports; staff data,
+    not part of the JSON report."""
 
     @property
     def score(self) -> float:
@@ -92,15 +95,18 @@ class SubmissionResult:
 
     def to_record(self) -> dict:
         """One line of a results file: the contract's dict, unrounded, plus what staff reports need."""
+        figures = {f"{e.id}/{t.name}": t.figures for e in self.exercises for t in e.tests if t.figures}
         return {"result": self.to_dict(digits=None), "protections": self.protections, "printed": self.printed,
-                "seconds": round(self.seconds, 4)}
+                "seconds": round(self.seconds, 4), "figures": figures}
 
     @classmethod
     def from_record(cls, record: dict) -> "SubmissionResult":
         data = record["result"]
+        figures = record.get("figures", {})
         exercises = [ExerciseResult(e["id"], e.get("title", e["id"]), e["max_score"],
                                     [CaseResult(t["name"], t["max_score"], t["status"], t["hidden"], t["message"],
-                                                list(t["hints"])) for t in e["tests"]])
+                                                list(t["hints"]), figures=figures.get(f"{e['id']}/{t['name']}", []))
+                                     for t in e["tests"]])
                      for e in data["exercises"]]
         return cls(data["submission"], exercises, list(data["errors"]), list(record.get("protections", [])),
                    record.get("printed", ""), float(record.get("seconds", 0.0)))

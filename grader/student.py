@@ -56,6 +56,7 @@ class StudentCode:
         self.scratch = tempfile.mkdtemp(prefix="grader-scratch-")
         self.plan = dict(sandbox_plan(course, slot, list(hide)), scratch=self.scratch)
         self.protections: list[str] = []
+        self.blame_worker: WorkerProcess | None = None  # see blame(): never used for a score
         self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
         self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
         self.loaded: set[str] = set()
@@ -66,6 +67,8 @@ class StudentCode:
 
     def close(self) -> None:
         """End the worker and anything it started; remove what it wrote."""
+        if self.blame_worker is not None:
+            self.blame_worker.kill()
         self._stop_worker()
         self.output.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -98,6 +101,11 @@ class StudentCode:
             return self.worker
         self._stop_worker()
         self.loaded.clear()
+        self.worker = self._spawn()
+        return self.worker
+
+    def _spawn(self) -> WorkerProcess:
+        """A new worker with the submission loaded (and its notebook cells run), hardened."""
         worker = self.zygote.fork(self.output)
         sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
         try:
@@ -109,12 +117,11 @@ class StudentCode:
             worker.kill()
             raise RuntimeError(f"the sandbox could not start a worker: {hello.get('error', {}).get('message')}")
         self.protections = [str(p) for p in hello.get("protections", [])]
-        self.worker = worker
         for index, cell in enumerate(self.submission.notebook or ()):
             if cell.strip() and index not in self.bad_cells:
                 self._run_cell(worker, index)
                 if not worker.alive:  # that cell hung or killed the worker: skip it from now on
-                    return self._start()
+                    return self._spawn()
         return worker
 
     def _run_cell(self, worker: WorkerProcess, index: int) -> None:
@@ -208,6 +215,51 @@ class StudentCode:
         except codec.ProtocolError as exc:
             raise faults.CrashFault(f"your code's worker sent a malformed answer ({exc}).") from None
         return result
+
+    # ------------------------------------------------------------ blame
+
+    def blame(self, exercise: Exercise, uses: list[Exercise], calls: list, references: dict[str, Any],
+              passes) -> list[str]:
+        """Which of ``uses`` (earlier exercises) makes ``exercise`` fail: the ids whose reference,
+        put in place of the student's own, makes every recorded call pass (``passes(call, value)``).
+
+        It runs in a worker of its own, never the one that earns scores: the student's code
+        sees reference answers there, so nothing of that run may reach a graded call.
+        """
+        found = []
+        try:
+            if self.blame_worker is None or not self.blame_worker.alive:
+                self.blame_worker = self._spawn()
+                answer, _ = self.blame_worker.request(
+                    {"op": "load", "exercise": exercise.id, "function": exercise.function}, timeout=exercise.time_limit)
+                if not answer.get("ok"):
+                    return []
+            for other in uses:
+                if self.checked.get(other.id) is not None or other.id in self.dead:
+                    continue  # missing, forbidden or broken: its own tests already say so
+                if all(passes(call, self._rerun(exercise, call, {other.id: other.function}, references))
+                       for call in calls):
+                    found.append(other.id)
+        except (WorkerTimeout, WorkerDied, faults.StudentFault, codec.ProtocolError, KeyError):
+            if self.blame_worker is not None:
+                self.blame_worker.kill()
+        return found
+
+    def _rerun(self, exercise: Exercise, call, substitute: dict[str, str], references: dict[str, Any]) -> Any:
+        tensors: list[torch.Tensor] = []
+        request = {"op": "call", "exercise": exercise.id, "args": codec.encode_value(list(call.args), tensors),
+                   "kwargs": codec.encode_value(dict(call.kwargs), tensors), "substitute": substitute}
+
+        def answer(question: dict, received: list) -> tuple[dict, list]:
+            value = references[question["exercise"]](*codec.decode_value(question["args"], received),
+                                                      **codec.decode_value(question["kwargs"], received))
+            out: list[torch.Tensor] = []
+            return {"value": codec.encode_value(value, out)}, out
+
+        reply, out = self.blame_worker.request(request, tensors, timeout=exercise.time_limit, callback=answer)
+        if not reply.get("ok"):
+            raise faults.ErrorFault("the run with a reference in place raised")
+        return codec.decode_value(reply["value"], out)
 
     def _request(self, exercise: Exercise, request: dict, tensors: list) -> tuple[dict, list]:
         worker = self._start()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # this module stays free of torch so the zygote can start before torch loads here
     import torch
@@ -166,14 +166,28 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.status is None
 
-    def request(self, header: dict, tensors: list[torch.Tensor] = (), *, timeout: float) -> tuple[dict, list]:
-        """Send one request and wait at most ``timeout`` seconds for the answer."""
+    def request(self, header: dict, tensors: list[torch.Tensor] = (), *, timeout: float,
+                callback: Callable[[dict, list], tuple[dict, list]] | None = None) -> tuple[dict, list]:
+        """Send one request and wait at most ``timeout`` seconds for the answer.
+
+        With ``callback``, the worker may ask the grader questions during the call
+        (``{"op": "callback", ...}``, used to substitute reference functions for the
+        student's own); each is answered with what ``callback`` returns. Without one, such a
+        question breaks the protocol.
+        """
         from . import codec
 
         deadline = time.monotonic() + timeout
         try:
             codec.send_message(self.channel, header, list(tensors))
-            return codec.recv_message(self.channel, deadline)
+            while True:
+                answer, out = codec.recv_message(self.channel, deadline)
+                if answer.get("op") != "callback":
+                    return answer, out
+                if callback is None:
+                    raise codec.ProtocolError("unexpected callback")
+                reply, reply_tensors = callback(answer, out)
+                codec.send_message(self.channel, reply, reply_tensors)
         except codec.Timeout:
             self.kill()
             raise WorkerTimeout() from None

@@ -30,6 +30,12 @@ def test_random_shapes(student, reference, expect, shape):
     expect.close(student(weights, V), reference(weights, V), what="the output", dims=DIMS)
 
 
+def test_square_shapes(student, reference, expect):
+    """With L_q = L_k = d_v = 4 (shapes where a product in the wrong order still runs), is the output right?"""
+    weights, V = random_weights(2, 4, 4), randn(2, 4, 4)
+    expect.close(student(weights, V), reference(weights, V), what="the output", dims=DIMS)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_dtype_is_kept(student, reference, expect, dtype):
     """Is the input's dtype kept?"""

@@ -31,6 +31,12 @@ def test_random_shapes(student, reference, expect, shape):
     expect.close(student(Q, K), reference(Q, K), what="the scores", dims=DIMS)
 
 
+def test_batch_equal_to_key_and_feature_sizes(student, reference, expect):
+    """With batch = L_k = d_k = 4 (shapes where a wrong transpose still runs), are the scores right?"""
+    Q, K = randn(4, 3, 4), randn(4, 4, 4)
+    expect.close(student(Q, K), reference(Q, K), what="the scores", dims=DIMS)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_dtype_is_kept(student, reference, expect, dtype):
     """Do float32 inputs give float32 scores, and float64 float64?"""

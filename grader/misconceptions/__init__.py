@@ -1,0 +1,220 @@
+"""The misconception library: a failing test gets a hint that names the student's mistake.
+
+Each exercise has a module here named after its id (``softmax.py``...) holding a list
+``MISCONCEPTIONS``. A ``Misconception`` is a classic mistake written as code: ``compute``
+takes the same inputs as the student's function and returns what the *wrong*
+implementation returns. When a test fails with an ``AssertionError`` the pytest plugin
+hands the calls that test made (inputs and the student's results) to ``find_hints``, which
+replays each misconception on those inputs. A misconception matches when
+
+- on every recorded call where it can be computed, the student's result equals its
+  output within the exercise's tolerance for the dtype (a call where ``compute`` raises,
+  e.g. ``Q @ K`` with shapes that do not fit, does not count), at least one call counting;
+- on at least one of those calls its output differs from the reference's (otherwise the
+  student was simply right there, and the test failed for another reason).
+
+The first matching misconception of the list (the list order is the priority) gives the
+hint: its sentence, and when ``code_pattern`` finds a line in the student's source, a
+quote of that line. Hints never show a test's inputs: hidden tests stay hidden.
+See docs/authoring.md for how to add one.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import re
+import tokenize
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import torch
+
+QUOTE_LIMIT = 120  # characters of the student's line quoted in a hint
+
+
+@dataclass(frozen=True)
+class Misconception:
+    """One classic mistake of an exercise, as data plus a small function."""
+
+    name: str
+    """A short identifier, unique within the exercise (``unscaled``)."""
+    hint: str
+    """One or two sentences for the student: the mistake, and the fix."""
+    compute: Callable[..., Any]
+    """``compute(*args, **kwargs)``: what the wrong implementation returns for the inputs
+    the student's function got. It may raise when the mistake cannot run on these inputs,
+    and may return ``AnyOf(...)`` when students write the same mistake in several ways."""
+    code_pattern: str | None = None
+    """A regular expression for the line of the student's source where the mistake likely
+    sits (searched line by line, comments and docstrings left out); None: quote nothing."""
+
+
+class AnyOf(tuple):
+    """Several results of one mistake, written in different ways (with or without the line
+    that zeroes fully masked rows, say): a call matches when the student's equals any."""
+
+    def __new__(cls, *alternatives: Any) -> "AnyOf":
+        return super().__new__(cls, alternatives)
+
+
+class Call(NamedTuple):
+    """One successful call of the student's function during a test."""
+
+    args: tuple
+    kwargs: dict
+    result: Any
+    """The student's result, decoded in the grader."""
+
+
+# ---------------------------------------------------------------- the library
+
+
+def misconceptions_for(exercise_id: str) -> tuple[Misconception, ...]:
+    """The ``MISCONCEPTIONS`` of ``grader/misconceptions/<exercise_id>.py``; () without one."""
+    if not exercise_id.isidentifier():
+        return ()
+    name = f"{__name__}.{exercise_id}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return ()  # this exercise has no library yet
+        raise
+    return tuple(module.MISCONCEPTIONS)
+
+
+def find_hints(exercise_id: str, calls: Sequence[Call], source_text: str | Sequence[str] | None,
+               tolerance: Mapping[str, Any], reference: Callable[..., Any]) -> list[str]:
+    """The hint of the first misconception of the exercise that explains ``calls``; [] if none.
+
+    ``source_text`` is the student's file for the exercise, or a notebook's cells (a list),
+    or None; ``tolerance`` maps dtype names (``"float32"``) to objects with ``rtol`` and
+    ``atol`` (course.yaml's); ``reference`` is the reference solution's function.
+    """
+    hint = hint_for(misconceptions_for(exercise_id), calls, source_text, tolerance, reference)
+    return [] if hint is None else [hint]
+
+
+def hint_for(misconceptions: Sequence[Misconception], calls: Sequence[Call],
+             source_text: str | Sequence[str] | None, tolerance: Mapping[str, Any],
+             reference: Callable[..., Any]) -> str | None:
+    """``find_hints`` on an explicit list of misconceptions."""
+    if not calls or not misconceptions:
+        return None
+    references = _References(calls, reference)
+    with torch.no_grad():
+        for misconception in misconceptions:
+            if _matches(misconception, calls, references, tolerance):
+                return misconception.hint + _quote(misconception.code_pattern, source_text)
+    return None
+
+
+# ---------------------------------------------------------------- matching
+
+
+class _References:
+    """The reference's result for each recorded call, computed at most once and only when asked."""
+
+    def __init__(self, calls: Sequence[Call], reference: Callable[..., Any]):
+        self.calls = calls
+        self.reference = reference
+        self.results: dict[int, Any] = {}
+
+    def __getitem__(self, index: int) -> Any:
+        if index not in self.results:
+            call = self.calls[index]
+            self.results[index] = self.reference(*call.args, **call.kwargs)
+        return self.results[index]
+
+
+def _matches(misconception: Misconception, calls: Sequence[Call], references: _References,
+             tolerance: Mapping[str, Any]) -> bool:
+    counted = differs = False
+    for index, call in enumerate(calls):
+        try:
+            wrong = misconception.compute(*call.args, **call.kwargs)
+        except Exception:
+            continue  # the mistake cannot run on these inputs: this call does not count
+        alternatives = wrong if isinstance(wrong, AnyOf) else (wrong,)
+        explained = [w for w in alternatives if same(call.result, w, tolerance)]
+        if not explained:
+            return False  # the student computed something else here
+        counted = True
+        if not differs:
+            differs = any(not same(w, references[index], tolerance) for w in explained)
+    return counted and differs
+
+
+def same(got: Any, want: Any, tolerance: Mapping[str, Any]) -> bool:
+    """``got`` equals ``want`` within the tolerance of ``want``'s dtype (pairs item by item).
+
+    Same shape and dtype required; NaN equals NaN and inf equals inf of the same sign.
+    """
+    if isinstance(want, torch.Tensor):
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            return False
+        if not want.is_floating_point():
+            return torch.equal(got, want)
+        tol = tolerance.get(str(want.dtype).removeprefix("torch."))
+        rtol, atol = (tol.rtol, tol.atol) if tol is not None else (0.0, 0.0)
+        return torch.allclose(got.double(), want.double(), rtol=rtol, atol=atol, equal_nan=True)
+    if isinstance(want, (tuple, list)):
+        return (isinstance(got, (tuple, list)) and len(got) == len(want)
+                and all(same(g, w, tolerance) for g, w in zip(got, want)))
+    try:
+        return type(got) is type(want) and bool(got == want)
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- quoting the student's line
+
+
+def _quote(pattern: str | None, source_text: str | Sequence[str] | None) -> str:
+    """`` (line 7: return Q @ K.T)`` for the first code line matching ``pattern``; "" if none."""
+    if pattern is None or source_text is None:
+        return ""
+    regex = re.compile(pattern)
+    cells = [source_text] if isinstance(source_text, str) else list(source_text)
+    for cell_index, text in enumerate(cells):
+        for line_number, code in code_lines(text):
+            if regex.search(code):
+                code = code.strip()
+                if len(code) > QUOTE_LIMIT:
+                    code = code[: QUOTE_LIMIT - 3] + "..."
+                where = f"line {line_number}" if isinstance(source_text, str) else f"cell {cell_index + 1}, line {line_number}"
+                return f" ({where}: {code})"
+    return ""
+
+
+def code_lines(text: str) -> list[tuple[int, str]]:
+    """``(line number, code)`` for each line holding code: comments cut off; docstrings (any
+    statement that is only a string) and the inside of multi-line strings left out."""
+    lines = text.splitlines()
+    skip: set[int] = set()
+    comment_at: dict[int, int] = {}  # line number -> column where its comment starts
+    statement: list[tokenize.TokenInfo] = []  # the significant tokens of the current statement
+    layout = (tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT, tokenize.ENCODING)
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type == tokenize.COMMENT:
+                comment_at[token.start[0]] = token.start[1]
+            if token.type == tokenize.STRING and token.start[0] != token.end[0]:
+                skip.update(range(token.start[0] + 1, token.end[0] + 1))  # the string's own lines
+            if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                if statement and all(t.type == tokenize.STRING for t in statement):  # a docstring
+                    skip.update(range(statement[0].start[0], statement[-1].end[0] + 1))
+                statement = []
+            elif token.type not in layout:
+                statement.append(token)
+    except (tokenize.TokenError, SyntaxError):
+        pass  # source that does not tokenize: search what was found so far, whole lines after
+    found = []
+    for number, line in enumerate(lines, start=1):
+        code = line[: comment_at.get(number, len(line))].rstrip()
+        if number not in skip and code.strip():
+            found.append((number, code))
+    return found
+
+
+__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "find_hints", "hint_for", "same", "code_lines"]
