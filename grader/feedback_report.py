@@ -27,6 +27,7 @@ def heatmap_png(expected: list, got: list, title: str) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), dpi=110)
     for ax, data, name in zip(axes, (expected, got), ("expected", "yours")):
@@ -34,6 +35,8 @@ def heatmap_png(expected: list, got: list, title: str) -> bytes:
         ax.set_title(name)
         ax.set_xlabel("key")
         ax.set_ylabel("query")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(image, ax=list(axes), shrink=0.8)
     fig.suptitle(title, fontsize=9)
     buffer = io.BytesIO()
