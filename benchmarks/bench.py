@@ -120,7 +120,7 @@ def main() -> None:
         make_class(klass, args.size)
         out = work / "grades.json"
         wall, peak, proc = run_measured([PY, "-m", "grader", "grade", str(klass), "--jobs", str(args.jobs),
-                                         "--format", "json", "--out", str(out)], ROOT)
+                                         "--format", "json", "--out", str(out), "--results", f"{out}.jsonl"], ROOT)
         if proc.returncode:
             sys.exit(proc.stderr)
         records = [json.loads(line) for line in Path(f"{out}.jsonl").read_text().splitlines()]

@@ -97,12 +97,15 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
 
 
 def _results_path(args: argparse.Namespace, batch: bool) -> Path | None:
+    """The results file: asked for, or kept for every batch (a lone submission needs none)."""
     if args.results:
         return Path(args.results)
+    if not (batch or args.resume):
+        return None
     if args.out:
         out = Path(args.out)
         return out / "results.jsonl" if args.format == "gradescope" else out.with_name(out.name + ".jsonl")
-    return Path("grader-results.jsonl") if batch or args.resume else None
+    return Path("grader-results.jsonl")
 
 
 def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
@@ -238,10 +241,11 @@ def _load_reports(paths: list[str]) -> tuple[list, dict | None]:
 
 
 def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
+    """Join shards: the submissions of every report, by name, as one report."""
     from .course import load_course
 
-    merged = {}
     loaded, device = _load_reports(args.reports)
+    merged: dict = {}
     for result in loaded:
         if result.submission in merged:
             print(f"warning: {result.submission} appears in more than one report; keeping the last", file=sys.stderr)
@@ -251,10 +255,22 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
         from .gradebook_csv import to_csv
 
         _emit(args.out, to_csv(load_course(args.course), results))
-    else:
-        from . import report
-
-        _emit(args.out, report.to_json(results, device))
+        return 0
+    # JSON: the reports' own entries, untouched (rebuilding them would re-round their scores)
+    entries = {}
+    protections = []
+    for path in args.reports:
+        if Path(path).suffix == ".jsonl":
+            rows = [json.loads(line)["result"] for line in Path(path).read_text().splitlines() if line]
+        else:
+            document = json.loads(Path(path).read_text())
+            rows = document["submissions"]
+            protections = protections or document.get("sandbox", {}).get("protections", [])
+        entries.update({row["submission"]: row for row in rows})
+    document = {"submissions": [entries[name] for name in sorted(entries)], "sandbox": {"protections": protections}}
+    if device is not None:
+        document["device"] = device
+    _emit(args.out, json.dumps(document, indent=2) + "\n")
     return 0
 
 

@@ -25,7 +25,7 @@ DEVICE_BUGS = {"cpu_mask": "attention", "cpu_output": "softmax", "cpu_buffer": "
 def grade(path: Path, device: str, out_dir: Path) -> tuple[dict, list[float]]:
     out = out_dir / f"{path.name}-{device}.json"
     proc = subprocess.run([sys.executable, "-m", "grader", "grade", str(path), "--device", device, "--format", "json",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+                           "--out", str(out), "--results", f"{out}.jsonl"], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"gpu-check: FAILED to grade {path} on {device}: {proc.stderr.strip()}")
     seconds = [json.loads(line)["seconds"] for line in Path(f"{out}.jsonl").read_text().splitlines()]

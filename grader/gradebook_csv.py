@@ -20,7 +20,7 @@ def student_id(submission: str) -> str:
 
 def status(result: SubmissionResult) -> str:
     """``complete`` when every point was earned, else what went wrong per exercise."""
-    problems = [f"{e.id}: {e.status}" for e in result.exercises if e.score < e.max_score]
+    problems = [f"{e.id}: {e.status}" for e in result.exercises if not e.complete]
     if result.errors:
         problems.append("see errors")
     return "; ".join(problems) or "complete"

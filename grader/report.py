@@ -65,7 +65,7 @@ def gradebook(course: Course, results: list[SubmissionResult]) -> Table:
         cells = []
         notes = []
         for ex in result.exercises:
-            style = STATUS_STYLE.get(ex.status, "") if ex.score < ex.max_score else "green"
+            style = "green" if ex.complete else STATUS_STYLE.get(ex.status, "")
             cells.append(Text(f"{ex.score:.3g}", style=style))
             if ex.status not in ("passed", "failed"):
                 notes.append(f"{ex.id}: {ex.status}")

@@ -59,6 +59,11 @@ class ExerciseResult:
         return sum(t.score for t in self.tests)
 
     @property
+    def complete(self) -> bool:
+        """Every point earned (up to the rounding of the tests' shares)."""
+        return self.score >= self.max_score - 1e-6
+
+    @property
     def status(self) -> str:
         """One word for the exercise: its first non-passing status, or passed."""
         return next((t.status for t in self.tests if t.status != "passed"), "passed")
@@ -103,11 +108,16 @@ class SubmissionResult:
     def from_record(cls, record: dict) -> "SubmissionResult":
         data = record["result"]
         figures = record.get("figures", {})
-        exercises = [ExerciseResult(e["id"], e.get("title", e["id"]), e["max_score"],
-                                    [CaseResult(t["name"], t["max_score"], t["status"], t["hidden"], t["message"],
-                                                list(t["hints"]), figures=figures.get(f"{e['id']}/{t['name']}", []))
-                                     for t in e["tests"]])
-                     for e in data["exercises"]]
+        exercises = []
+        for e in data["exercises"]:
+            # A JSON report rounds each test's share: scale the shares back so that they add
+            # up to the exercise's points exactly (a results file's are exact already).
+            total = sum(t["max_score"] for t in e["tests"])
+            scale = e["max_score"] / total if total else 1.0
+            tests = [CaseResult(t["name"], t["max_score"] * scale, t["status"], t["hidden"], t["message"],
+                                list(t["hints"]), figures=figures.get(f"{e['id']}/{t['name']}", []))
+                     for t in e["tests"]]
+            exercises.append(ExerciseResult(e["id"], e.get("title", e["id"]), e["max_score"], tests))
         return cls(data["submission"], exercises, list(data["errors"]), list(record.get("protections", [])),
                    record.get("printed", ""), float(record.get("seconds", 0.0)))
 
