@@ -22,22 +22,8 @@ from grader.misconceptions import AnyOf, Call, Misconception, code_lines, find_h
 
 pytest_plugins = ["pytester"]
 
-# attention written out in full (as in test_grading.py), so that a mistake planted in
-# another exercise cannot leak into it.
-ATTENTION_INLINE = '''import math
-import torch
+from test_grading import ATTENTION_INLINE  # noqa: E402 - attention written out in full, shared
 
-
-def attention(Q, K, V, mask=None):
-    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    e = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
-    weights = e / e.sum(dim=-1, keepdim=True)
-    if mask is not None:
-        weights = weights.masked_fill(~mask, 0.0)
-    return weights @ V, weights
-'''
 CLEANUP = "    if mask is not None:\n        weights = weights.masked_fill(~mask, 0.0)\n"
 assert CLEANUP in ATTENTION_INLINE
 
@@ -462,7 +448,7 @@ def test_student_function_records_successful_calls_as_copies():
             raise ValueError("no")
         return (x * scale, x)
 
-    student = StudentFunction(FakeCode(fn), exercise=None)
+    student = StudentFunction(FakeCode(fn), load_course(ROOT / "course.yaml").exercise("softmax"))
     x = torch.ones(2)
     student(x, scale=2.0)
     with pytest.raises(ValueError):

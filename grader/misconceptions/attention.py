@@ -81,7 +81,7 @@ def causal_diagonal(mask: Tensor, L_q: int, L_k: int) -> int:
     slices = torch.broadcast_to(mask, (*mask.shape[:-2], L_q, L_k)).reshape(-1, L_q, L_k)
     if not bool((slices == slices[0]).all()):
         raise ValueError("the mask differs between batches: not causal")
-    ones = torch.ones(L_q, L_k, dtype=torch.bool)
+    ones = torch.ones(L_q, L_k, dtype=torch.bool, device=mask.device)
     for k in range(-(L_q - 1), L_k - 1):  # all False and all True are left out
         if torch.equal(slices[0].to(torch.bool), ones.tril(k)):
             return k
@@ -94,7 +94,7 @@ def causal_off_by_one(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = Non
     L_q, L_k = Q.size(-2), K.size(-2)
     k = causal_diagonal(mask, L_q, L_k)
     scores = _scores(Q, K)
-    shifted = [torch.ones(L_q, L_k, dtype=torch.bool).tril(k + step) for step in (-1, 1)]
+    shifted = [torch.ones(L_q, L_k, dtype=torch.bool, device=Q.device).tril(k + step) for step in (-1, 1)]
     return AnyOf(*(variant for allowed in shifted for variant in _with_or_without_zeroing(scores, V, allowed)))
 
 
