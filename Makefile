@@ -8,11 +8,12 @@ PY     := $(VENV)/bin/python
 setup: $(VENV)/.installed
 
 # torch first, pinned: 2.13.0 is a CPU wheel on the course machines' local disk.
-# An unpinned torch would pull a multi-GB CUDA build.
+# An unpinned torch would pull a multi-GB CUDA build. The lms extra (otter-grader, about
+# 100 packages) is installed too, so that the otter / Gradescope tests run here and in CI.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,lms]"
 	touch $@
 
 demo: setup

@@ -8,6 +8,7 @@ problem becomes a sentence in ``errors`` instead of an exception.
 """
 from __future__ import annotations
 
+import ast
 import io
 import os
 import re
@@ -41,7 +42,7 @@ class Submission:
     """Python modules at the submission's code level, by module name (``softmax``)."""
     notebook: list[str] | None = None
     """For a notebook: its cells in order (Markdown ones empty, so numbers match what the
-    student sees), magics and shell lines blanked out."""
+    student sees), magics, shell lines and self-check lines (``check("softmax")``) blanked out."""
     unreadable: dict[str, str] = field(default_factory=dict)
     """Module name -> why its file could not be read (encoding, size)."""
     errors: list[str] = field(default_factory=list)
@@ -247,6 +248,50 @@ def strip_magics(source: str) -> str:
     return "\n".join("" if _MAGIC.match(line) else line for line in source.split("\n"))
 
 
+# The notebook's self-check lines: the student's tools, not their answer (and they cannot
+# run in the sandbox, which has neither the grader nor otter).
+_CHECK_MODULES = {"grader", "otter"}
+_CHECK_METHODS = {"check", "check_all", "export"}
+
+
+def _is_self_check(node: ast.stmt) -> bool:
+    """``from grader import check``, ``check("softmax")``, ``import otter``,
+    ``grader = otter.Notebook(...)``, ``grader.check("softmax")``, ``grader.export()``."""
+    if isinstance(node, ast.Import):
+        return all(alias.name.partition(".")[0] in _CHECK_MODULES for alias in node.names)
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").partition(".")[0] in _CHECK_MODULES
+    call = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    if isinstance(node, ast.Assign):  # grader = otter.Notebook(...)
+        return (len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "grader"
+                and isinstance(func, ast.Attribute) and func.attr == "Notebook"
+                and isinstance(func.value, ast.Name) and func.value.id == "otter")
+    if isinstance(func, ast.Name):
+        return func.id == "check"
+    return (isinstance(func, ast.Attribute) and func.attr in _CHECK_METHODS
+            and isinstance(func.value, ast.Name) and func.value.id == "grader")
+
+
+def strip_self_checks(source: str) -> str:
+    """Blank out a cell's self-check statements (top level, alone on their lines), keeping
+    line numbers. A cell that does not parse is left as it is: it is reported when it runs."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return source
+    lines = source.split("\n")
+    spans = [(node, range(node.lineno - 1, node.end_lineno)) for node in tree.body]
+    for node, span in spans:
+        shared = any(other is not node and set(span) & set(rows) for other, rows in spans)
+        if _is_self_check(node) and not shared:
+            for row in span:
+                lines[row] = ""
+    return "\n".join(lines)
+
+
 def _read_notebook_file(submission: Submission, path: Path) -> None:
     if path.stat().st_size > MAX_FILE_BYTES:
         submission.errors.append(f"{path.name} is larger than {MAX_FILE_BYTES >> 20} MiB and was not read.")
@@ -267,6 +312,6 @@ def _read_notebook_bytes(submission: Submission, data: bytes, name: str) -> None
         submission.errors.append(f"{name} is {what} ({str(exc).splitlines()[0][:200]}). "
                                  "Fix: download it again from Jupyter (File > Download > Notebook).")
         return
-    submission.notebook = [strip_magics(c.get("source", "")) if c.get("cell_type") == "code" else ""
+    submission.notebook = [strip_self_checks(strip_magics(c.get("source", ""))) if c.get("cell_type") == "code" else ""
                            for c in notebook.get("cells", [])]
     submission.sources = {}

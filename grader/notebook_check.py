@@ -1,0 +1,183 @@
+"""``check("softmax")`` in a notebook: the public tests on the functions that notebook defines.
+
+    from grader import check
+    check("softmax")      # one exercise; check() checks every exercise
+
+The notebook's code is the kernel's input history (every cell run so far, in order, as
+typed; "cell 7" in a note is ``In [7]``), with the self-check lines left out as the
+grader leaves them out of a handed-in notebook (``grader.submission.strip_self_checks``).
+It is written as a temporary notebook and graded in a separate Python process with the
+public tests only, as ``python -m grader check`` grades a folder: the notebook's own
+Python, where torch may have been patched, compares nothing. The result shows as an HTML
+table in Jupyter (``_repr_html_``) and as text elsewhere.
+
+``public_test`` gives otter-grader's ``grader.check`` the same verdicts, one test at a time
+(the student-side test files written by ``grader/otter_bridge.py``).
+"""
+from __future__ import annotations
+
+import difflib
+import html
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .course import default_course_path, load_course
+from .errors import UsageError
+from .results import SubmissionResult
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # on the grading process's PYTHONPATH
+CHECK_SECONDS = 600  # the whole check; each call of the student's code has its own limit
+
+STATUS_COLOUR = {"passed": "#1a7f37", "not_implemented": "#6e7781", "forbidden": "#9a6700",
+                 "timeout": "#8250df", "crashed": "#8250df"}
+FAILED_COLOUR = "#cf222e"
+STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
+
+
+def check(*ids: str, course: str | Path | None = None) -> "CheckResult":
+    """Run the public tests of the exercises ``ids`` (all when none) on this notebook's functions."""
+    course_file = Path(course) if course is not None else default_course_path()
+    known = load_course(course_file).ids
+    for exercise_id in ids:
+        if exercise_id not in known:
+            close = difflib.get_close_matches(exercise_id, known, n=1)
+            suggestion = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"no exercise named {exercise_id!r}.{suggestion} Exercises: {', '.join(known)}.")
+    return CheckResult(grade_cells(notebook_cells(), list(ids), course_file))
+
+
+def notebook_cells() -> list[str]:
+    """The code run so far: IPython's raw input history (entry n is ``In [n]``), or the
+    source file of a plain ``python script.py``."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        shell = None
+    else:
+        shell = get_ipython()
+    if shell is not None:
+        return list(shell.history_manager.input_hist_raw[1:])  # entry 0 is an empty placeholder
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file and Path(main_file).is_file():
+        return [Path(main_file).read_text(encoding="utf-8")]
+    raise UsageError("check() looks for your functions in the notebook (or script) that calls it, "
+                     "and found neither. Fix: call it from a Jupyter notebook.")
+
+
+def grade_cells(cells: list[str], ids: list[str], course_file: Path) -> SubmissionResult:
+    """Grade ``cells`` as a notebook with the public tests of ``ids`` (all when empty), in a
+    separate process (``python -m grader.notebook_check``)."""
+    with tempfile.TemporaryDirectory(prefix="grader-check-") as folder:
+        import nbformat
+
+        notebook, report = Path(folder) / "notebook.ipynb", Path(folder) / "result.json"
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), notebook)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
+        proc = subprocess.run([sys.executable, "-m", "grader.notebook_check", str(course_file.resolve()), str(notebook),
+                               str(report), *ids], cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=CHECK_SECONDS)
+        if proc.returncode != 0 or not report.is_file():
+            raise RuntimeError(f"the grader could not run (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        return SubmissionResult.from_record(json.loads(report.read_text(encoding="utf-8")))
+
+
+_last: dict = {}  # public_test's last grading: the test cases of one grader.check share it
+
+
+def public_test(exercise_id: str, test_name: str) -> None:
+    """Raise AssertionError with the test's message (and hints) unless the public test
+    ``test_name`` of ``exercise_id`` passes on the notebook's code as it is now."""
+    cells = notebook_cells()
+    key = (exercise_id, tuple(cells))
+    if _last.get("key") != key:
+        _last.update(key=key, result=grade_cells(cells, [exercise_id], default_course_path()))
+    for exercise in _last["result"].exercises:
+        for test in exercise.tests:
+            if test.name == test_name:
+                if test.status != "passed":
+                    raise AssertionError("\n".join([f"{test.status}: {test.message}", *(f"hint: {h}" for h in test.hints)]))
+                return
+    raise AssertionError(f"the course has no public test {exercise_id}::{test_name}; ask for up-to-date test files.")
+
+
+@dataclass
+class CheckResult:
+    """What ``check`` shows: each test's status, message and hints, and the public score."""
+
+    result: SubmissionResult
+
+    @property
+    def score(self) -> float:
+        return self.result.score
+
+    @property
+    def max_score(self) -> float:
+        return self.result.max_score
+
+    def _summary(self) -> str:
+        return f"score so far (public tests): {self.score:.4g}/{self.max_score:g}"
+
+    @staticmethod
+    def _untouched(exercise) -> bool:
+        return bool(exercise.tests) and all(t.status == "not_implemented" for t in exercise.tests)
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = []
+        for exercise in self.result.exercises:
+            colour = STATUS_COLOUR.get(exercise.status, FAILED_COLOUR)
+            rows.append(f'<tr><th colspan="3" style="text-align:left;color:{colour}">{esc(exercise.id)} '
+                        f'{exercise.score:.3g}/{exercise.max_score:g}</th></tr>')
+            tests = exercise.tests[:1] if self._untouched(exercise) else exercise.tests
+            for test in tests:
+                colour = STATUS_COLOUR.get(test.status, FAILED_COLOUR)
+                detail = "" if test.status == "passed" else esc(test.message)
+                detail += "".join(f"<br><i>hint:</i> {esc(h)}" for h in test.hints)
+                name = "" if self._untouched(exercise) else f"<code>{esc(test.name)}</code>"
+                rows.append(f'<tr><td style="color:{colour}">{STATUS_MARK.get(test.status, "✗")}</td>'
+                            f'<td style="text-align:left">{name}</td><td style="text-align:left">{detail}</td></tr>')
+        notes = "".join(f"<li>{esc(e)}</li>" for e in self.result.errors)
+        return (f"<table>{''.join(rows)}</table>" + (f"<p>Notes:</p><ul>{notes}</ul>" if notes else "")
+                + f"<p><b>{esc(self._summary())}</b></p>")
+
+    def __repr__(self) -> str:
+        lines = []
+        for exercise in self.result.exercises:
+            lines.append(f"{exercise.id}  {exercise.score:.3g}/{exercise.max_score:g}")
+            if self._untouched(exercise):
+                lines.append(f"  · {exercise.tests[0].message}")
+                continue
+            for test in exercise.tests:
+                lines.append(f"  {STATUS_MARK.get(test.status, '✗')} {test.name}")
+                if test.status != "passed":
+                    lines.append(f"      {test.message}")
+                lines += [f"      hint: {h}" for h in test.hints]
+        lines += [f"note: {e}" for e in self.result.errors]
+        return "\n".join([*lines, self._summary()])
+
+
+def _main(course_file: str, notebook: str, report: str, *ids: str) -> None:
+    """The grading process of ``grade_cells``: public tests only, the record as JSON."""
+    from dataclasses import replace
+
+    from .sandbox.client import Zygote
+
+    with Zygote() as zygote:  # started first: it imports torch while this process does the same
+        from .grading import grade
+
+        course = load_course(course_file)
+        if ids:
+            course = replace(course, exercises=tuple(e for e in course.exercises if e.id in ids))
+        (result,) = grade(course, [("notebook", Path(notebook))], public_only=True, zygote=zygote)
+    Path(report).write_text(json.dumps(result.to_record()), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])
+    sys.stdout.flush()
+    os._exit(0)  # skip torch's slow interpreter teardown, as python -m grader does

@@ -1,0 +1,96 @@
+"""The otter-grader plugin that makes our grader the one that counts.
+
+``autograder.zip`` (``grader/otter_bridge.py``) names this plugin in its
+``otter_config.json``. otter runs it in its grading process, which imports it from the
+installed grader (otter cannot import a plugin that is only in the zip's ``files/``):
+
+- ``before_execution``: grade the submitted notebook with our engine (``python -m grader
+  grade``: the sandbox, every test, the course's points), before any student code has run;
+  then hand otter an empty notebook to execute instead of the student's. So the student's
+  code never runs in otter's kernel: it cannot patch otter's test classes or torch there,
+  read the hidden tests, hang otter (which has no timeout) or end it with ``os._exit``.
+- ``after_grading``: replace otter's results with ours, one otter test file per exercise
+  and one test case per test (points and hidden flags from our suites and course.yaml),
+  and set each exercise's score to ours.
+
+If our grading fails, otter's placeholder tests stay: they fail, so the submission gets 0
+and a visible note, never marks it has not earned; the details go to the autograder's
+stdout, which only staff see.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from otter.plugins import AbstractOtterPlugin
+from otter.test_files import GradingResults, TestCase, TestCaseResult
+from otter.test_files.exception_test import ExceptionTestFile
+
+from .results import CaseResult, SubmissionResult
+
+GRADE_SECONDS = 900  # the whole submission; each call of the student's code has its own limit
+
+
+def course_file() -> Path:
+    """The course.yaml beside the installed grader package (never one from the submission's folder)."""
+    return Path(__file__).resolve().parent.parent / "course.yaml"
+
+
+def grade_submission(path: str) -> SubmissionResult:
+    """Our result for one submission, as ``python -m grader grade`` records it (unrounded)."""
+    with tempfile.TemporaryDirectory(prefix="grader-otter-") as folder:
+        results = Path(folder) / "results.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "grader", "grade", path, "--course", str(course_file()),
+                               "--format", "json", "--out", str(Path(folder) / "report.json"),
+                               "--results", str(results), "--jobs", "1"],
+                              cwd=folder, capture_output=True, text=True, timeout=GRADE_SECONDS)
+        if proc.returncode != 0 or not results.is_file():
+            raise RuntimeError(f"python -m grader grade exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        (record,) = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line]
+        return SubmissionResult.from_record(record)
+
+
+def case_message(test: CaseResult) -> str:
+    """What a student reads for one test case in Gradescope."""
+    if test.status == "passed":
+        return "passed"
+    return "\n".join([f"{test.status}: {test.message}", *(f"hint: {h}" for h in test.hints)])
+
+
+class GraderPlugin(AbstractOtterPlugin):
+    """Grades with the attention grader's sandbox and records its scores in otter's results."""
+
+    result: SubmissionResult | None = None
+    failure: str | None = None
+
+    def before_execution(self, submission):
+        try:
+            self.result = grade_submission(self.submission_path)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves otter's failing placeholders
+            self.failure = f"{type(exc).__name__}: {exc}"
+        if isinstance(submission, str):  # a script submission: run an empty one
+            return ""
+        return nbformat.v4.new_notebook(metadata=submission.get("metadata", {}))
+
+    def after_grading(self, results: GradingResults) -> None:
+        if self.result is None:
+            print(f"attention grader failed: {self.failure}")  # stdout: staff only
+            results.set_output("The course's grader could not grade this submission, so it scores 0 for now. "
+                               "Tell your instructor.")
+            return
+        results.clear_results()
+        for exercise in self.result.exercises:
+            cases = [TestCase(name=t.name, body=None, hidden=t.hidden, points=t.max_score,
+                              success_message=None, failure_message=None) for t in exercise.tests]
+            test_file = ExceptionTestFile(exercise.id, f"tests/{exercise.id}.py", cases, all_or_nothing=False)
+            test_file.test_case_results = [TestCaseResult(test_case=case, message=case_message(t),
+                                                          passed=t.status == "passed")
+                                           for case, t in zip(cases, exercise.tests)]
+            results.results[exercise.id] = test_file
+            results.update_score(exercise.id, exercise.score)
+        if self.result.errors:
+            results.set_output("Notes on your submission:\n" + "\n".join(f"- {e}" for e in self.result.errors))

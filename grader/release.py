@@ -1,0 +1,291 @@
+"""The student release: what students get, and nothing they must not see.
+
+``python -m grader release --out DIR`` writes::
+
+    README.md          for students: set up, work, check, hand in
+    course.yaml        the course file, as it is
+    pyproject.toml     so that ``pip install -e .`` installs the grader and its dependencies
+    exercises/         the stubs
+    grader/            the grader, less what is secret (below)
+    <course>.ipynb     the course notebook: the lesson as Markdown (the stubs' docstrings),
+                       one stub cell per exercise in course.yaml order, a check cell after each
+
+Left out: ``solutions/`` (the public tests then compare with torch's own functions,
+``grader/oracles.py``), every ``@pytest.mark.hidden`` test (removed from the suites'
+source, with its decorators and the comments just above it), and the per-exercise
+misconception modules (``grader/misconceptions/<id>.py``: they compute with the correct
+algorithm to tell mistakes apart, so ``check`` in a release gives no hints).
+``tests/test_release.py`` scans a fresh bundle for solution code and hidden tests.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+from .course import Course, Exercise
+from .errors import UsageError
+
+PACKAGE = Path(__file__).resolve().parent  # the running grader: its code is what ships
+PYPROJECT = PACKAGE.parent / "pyproject.toml"  # its project file, for `pip install -e .`
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+
+class ReleaseError(UsageError):
+    """The release cannot be written without leaking something; the message says what."""
+
+
+def write_release(course: Course, out: Path, *, flavour: str = "grader") -> Path:
+    """Write the student bundle into ``out`` (a new or empty folder); return the notebook's path.
+
+    ``flavour`` picks the notebook's check cells: ``"grader"`` (``check("softmax")``) or
+    ``"otter"`` (otter's ``grader.check("softmax")``, see ``grader/otter_bridge.py``).
+    """
+    new_folder(out)
+    shutil.copy2(course.root / "course.yaml", out / "course.yaml")
+    shutil.copy2(project_file(), out / PYPROJECT.name)
+    shutil.copytree(course.root / "exercises", out / "exercises", ignore=IGNORED)
+    _copy_public_grader(out / "grader", course)
+    notebook = out / notebook_name(course)
+    nbformat.write(course_notebook(course, flavour=flavour), notebook)
+    (out / "README.md").write_text(student_readme(course, notebook.name, flavour=flavour), encoding="utf-8")
+    return notebook
+
+
+def new_folder(out: Path) -> None:
+    """Create ``out``, or accept it empty; anything else is a usage error."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} already exists and is not an empty folder. Fix: give a new folder to --out "
+                         "(a stale solutions/ folder there would change what check compares with).")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def project_file() -> Path:
+    if not PYPROJECT.is_file():
+        raise UsageError(f"{PYPROJECT} does not exist: releases are written from the grader's source checkout. "
+                         "Fix: run from a clone of the course repository (pip install -e .).")
+    return PYPROJECT
+
+
+def notebook_name(course: Course) -> str:
+    """``Attention, step by step`` -> ``attention_step_by_step.ipynb``."""
+    return (re.sub(r"[^a-z0-9]+", "_", course.title.lower()).strip("_") or "course") + ".ipynb"
+
+
+# ---------------------------------------------------------------- the grader, less its secrets
+
+
+def _copy_public_grader(target: Path, course: Course) -> None:
+    """The grader package with public suites only and no per-exercise misconception modules."""
+    misconceptions = {f"{e.id}.py" for e in course.exercises}
+
+    def secret(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder)
+        left_out = set(IGNORED(folder, names))
+        if here == PACKAGE / "misconceptions":
+            left_out |= misconceptions & set(names)
+        if here == PACKAGE / "suites":
+            left_out |= {n for n in names if n.startswith("test_") and n.endswith(".py")}
+        return left_out
+
+    shutil.copytree(PACKAGE, target, ignore=secret)
+    for exercise in course.exercises:
+        suite = course.suite_path(exercise)
+        (target / "suites" / suite.name).write_text(public_suite(suite.read_text(encoding="utf-8"), suite.name),
+                                                   encoding="utf-8")
+
+
+def _is_hidden_mark(node: ast.expr) -> bool:
+    """``pytest.mark.hidden`` (or ``mark.hidden``), called or not."""
+    target = node.func if isinstance(node, ast.Call) else node
+    return isinstance(target, ast.Attribute) and target.attr == "hidden"
+
+
+def public_suite(source: str, filename: str = "<suite>") -> str:
+    """The suite's source without its hidden tests: each test function or class decorated
+    with ``@pytest.mark.hidden`` goes, with its decorators and the comment lines just above.
+
+    Raises ReleaseError when a hidden mark is left that this cannot remove (a module-level
+    ``pytestmark``, ``pytest.param(..., marks=pytest.mark.hidden)``): never ship it.
+    """
+    tree = ast.parse(source, filename=filename)
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    nodes = [*tree.body, *(n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body)]
+    for node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and any(
+                _is_hidden_mark(d) for d in node.decorator_list):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            while first > 0 and lines[first - 1].lstrip().startswith("#"):
+                first -= 1
+            drop.update(range(first, node.end_lineno))
+    kept = "".join(line for index, line in enumerate(lines) if index not in drop)
+    kept = re.sub(r"\n{3,}(?=\S)", "\n\n\n", kept).rstrip("\n") + "\n"  # at most two blank lines
+    for node in ast.walk(ast.parse(kept, filename=filename)):
+        if isinstance(node, ast.Attribute) and node.attr == "hidden":
+            raise ReleaseError(f"{filename} line {node.lineno}: a hidden mark the release cannot remove. "
+                               "Fix: mark hidden tests with @pytest.mark.hidden on the test function itself.")
+    return kept
+
+
+# ---------------------------------------------------------------- the course notebook
+
+
+CHECK_STYLES: dict[str, tuple[str, Callable[[Exercise], str]]] = {
+    # flavour -> (set-up cell, check cell of an exercise)
+    "grader": ("import torch\n\n"
+               "# check(\"softmax\") runs the public tests of an exercise on the function this notebook\n"
+               "# defines, and shows what passed and what did not (check() checks every exercise).\n"
+               "from grader import check",
+               lambda e: f'check("{e.id}")'),
+    "otter": ("import torch\n\n"
+              "# grader.check(\"softmax\") runs the public tests of an exercise on the function this\n"
+              "# notebook defines (otter-grader runs them with the course's grader).\n"
+              "import otter\n"
+              "grader = otter.Notebook(\"{notebook}\")",
+              lambda e: f'grader.check("{e.id}")'),
+}
+
+
+def course_notebook(course: Course, *, flavour: str = "grader") -> nbformat.NotebookNode:
+    """The lesson as Markdown, a stub cell per exercise in course order, a check cell after each."""
+    setup, check_cell = CHECK_STYLES[flavour]
+    cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# {course.title}\n\n"
+            f"{len(course.exercises)} exercises, {course.max_score:g} points. Run the next cell first. For each "
+            "exercise, read the lesson, replace the `raise NotImplementedError(...)` line of the stub with your "
+            "code, run the cell, then run the check cell below it. Every function you define is visible to the "
+            "cells after it, so the last exercise can call the earlier ones directly.\n\n"
+            "The check runs the public tests only; the final grade also counts hidden tests with new inputs."),
+        nbformat.v4.new_code_cell(setup.format(notebook=notebook_name(course))),
+    ]
+    for number, exercise in enumerate(course.exercises, 1):
+        stub = (course.root / "exercises" / exercise.filename).read_text(encoding="utf-8")
+        lesson, code = split_stub(stub)
+        banned = ""
+        if exercise.banned:
+            banned = "\n\nNot allowed here: " + ", ".join(f"`{b}`" for b in exercise.banned) + "."
+        cells += [
+            nbformat.v4.new_markdown_cell(f"## {number}. {exercise.title} ({exercise.points:g} points)\n\n"
+                                          f"{to_markdown(lesson)}{banned}"),
+            nbformat.v4.new_code_cell(code),
+            nbformat.v4.new_code_cell(check_cell(exercise)),
+        ]
+    cells.append(nbformat.v4.new_markdown_cell(
+        "## Hand in\n\nSave this notebook and hand it in as your instructor says. It is graded by running its "
+        "code cells in order in a fresh Python (the check cells are left out): make sure it runs top to bottom."))
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata.update(kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
+                             language_info={"name": "python"})
+    return notebook
+
+
+def split_stub(source: str) -> tuple[str, str]:
+    """A stub file's module docstring (the lesson, its summary line dropped: the notebook's
+    heading is course.yaml's title) and its code (imports and the function)."""
+    tree = ast.parse(source)
+    docstring = ast.get_docstring(tree, clean=True) or ""
+    code = source
+    if docstring:
+        code = "".join(source.splitlines(keepends=True)[tree.body[0].end_lineno:])
+    lesson = docstring.partition("\n")[2].strip() if "\n" in docstring else ""
+    return lesson, code.strip() + "\n"
+
+
+def to_markdown(text: str) -> str:
+    """A docstring in Markdown: ``code`` becomes `code`, indented lines become code blocks."""
+    out: list[str] = []
+    for line in inspect.cleandoc(text).splitlines():
+        indented = line.startswith("    ")
+        if indented and out and out[-1].strip() and not out[-1].startswith("    "):
+            out.append("")  # Markdown needs a blank line before an indented code block
+        out.append(line)
+    return re.sub(r"``([^`]+)``", r"`\1`", "\n".join(out))
+
+
+# ---------------------------------------------------------------- the student README
+
+
+def student_readme(course: Course, notebook: str, *, flavour: str = "grader") -> str:
+    exercises = "\n".join(f"{n}. `{e.id}`: {e.title} ({e.points:g} points)" for n, e in enumerate(course.exercises, 1))
+    banned = "\n".join(f"- `{e.id}`: " + ", ".join(f"`{b}`" for b in e.banned) for e in course.exercises if e.banned)
+    if flavour == "otter":
+        notebook_check = (f"In `{notebook}`, run the first code cell, then the `grader.check(\"softmax\")` cell after "
+                          "each exercise: otter-grader runs that exercise's public tests (the files in `tests/`, "
+                          "which ask this folder's grader) and shows what passed. This needs `pip install "
+                          "\"otter-grader[grading]==7.0.0\"` besides the set-up above, or a course JupyterHub that "
+                          "has it.")
+    else:
+        notebook_check = (f"In `{notebook}`, run the first code cell, then the `check(\"softmax\")` cell after each "
+                          "exercise: it runs that exercise's public tests on the function the notebook defines and "
+                          "shows a table of what passed, with the reason for each failure. `check()` checks every "
+                          "exercise.")
+    return f"""# {course.title}
+
+What is here:
+
+- `{notebook}`: the lesson and the exercises in one notebook, with a check after each one;
+- `exercises/`: the same exercises as Python files, if you prefer an editor to Jupyter;
+- `grader/`, `course.yaml`: the course's grader with its public tests, which runs on your computer.
+
+The exercises, in order:
+
+{exercises}
+
+## Set up (once)
+
+You need Python 3.10 or newer on Linux (on Windows, in WSL). In this folder:
+
+```console
+$ python3 -m venv .venv
+$ .venv/bin/python -m pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+$ .venv/bin/python -m pip install -e . jupyter
+```
+
+(The first install is PyTorch for the CPU: no graphics card is needed.)
+
+## Work in the notebook
+
+```console
+$ .venv/bin/jupyter notebook {notebook}
+```
+
+{notebook_check}
+
+## Or work in the Python files
+
+Edit the files in `exercises/` (each docstring holds the lesson, the shapes and a worked
+example), then, from this folder:
+
+```console
+$ .venv/bin/python -m grader check            # every exercise
+$ .venv/bin/python -m grader check softmax    # one exercise
+```
+
+`attention.py` may reuse your earlier work with `from exercises.softmax import softmax`.
+
+## What the check tells you, and what it does not
+
+- It runs the **public tests** only. Your grade also counts hidden tests, which call your
+  functions on new inputs: code that only reproduces the worked examples loses those points.
+- Each test compares your result with PyTorch's own implementation, within a small
+  tolerance, and says what differs in words (shape, dtype, NaN, the worst element).
+- Your code runs in a separate, locked-down process: printing, loops that never end and
+  crashes cost only the exercise they happen in.
+- Some library functions are not allowed, because the exercise is to write them yourself;
+  using one scores 0 for that exercise:
+
+{banned}
+
+## Hand in
+
+Hand in what your instructor asks for: the notebook `{notebook}` (its code cells run in order
+in a fresh Python; the check cells are left out), or the `exercises/` folder as a `.zip`.
+Make sure the notebook runs from top to bottom without errors before you hand it in.
+"""

@@ -1,0 +1,211 @@
+"""otter-grader and Gradescope: the real `otter run` of our autograder.zip gives our scores,
+whatever the notebook patches; the student folder's otter checks use our public tests."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import IDS, by_name, grade_json, run_grader
+from test_release import WRONG_SOFTMAX, execute, fill, leaks, notebook_solutions
+
+pytest.importorskip("otter", reason="the lms extra is not installed: pip install -e '.[lms]'")
+
+from otter.nbmeta_config import NBMetadataConfig  # noqa: E402
+from otter.test_files import GradingResults, create_test_file  # noqa: E402
+
+from grader.gradescope import results_json  # noqa: E402
+from grader.results import SubmissionResult  # noqa: E402
+
+NOTEBOOK = "attention_step_by_step.ipynb"
+UNSCALED = "def attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1)\n"
+# Wrong code, then everything a notebook can patch in the kernel that otter executes: the
+# comparisons, otter's test classes and scores, and finally the kernel itself.
+TAMPERING = (
+    "import torch\nfor name in ('allclose', 'equal'):\n    setattr(torch, name, lambda *a, **k: True)\n"
+    "torch.testing.assert_close = lambda *a, **k: None\n",
+    "from otter.test_files.abstract_test import TestCaseResult, TestFile\n"
+    "from otter.test_files.exception_test import ExceptionTestFile\n"
+    "def run(self, env):\n"
+    "    self.test_case_results = [TestCaseResult(test_case=t, message='ok', passed=True) for t in self.test_cases]\n"
+    "ExceptionTestFile.run = run\n"
+    "TestFile.score = property(lambda self: self.possible)\n",
+    "import os\nos._exit(0)\n",
+)
+GRADESCOPE_VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+@pytest.fixture(scope="session")
+def assignment(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("otter") / "assignment"
+    proc = run_grader("otter", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def notebooks(assignment, tmp_path_factory) -> dict[str, Path]:
+    """The student notebook filled in three ways, as students would hand it in."""
+    folder = tmp_path_factory.mktemp("handed_in")
+    student = assignment / "student" / NOTEBOOK
+    wrong = notebook_solutions({"softmax": WRONG_SOFTMAX, "attention_scores": UNSCALED})
+    return {"correct": fill(student, folder / "correct.ipynb", notebook_solutions()),
+            "wrong": fill(student, folder / "wrong.ipynb", wrong),
+            "tampering": fill(student, folder / "tampering.ipynb", wrong, extra_cells=TAMPERING)}
+
+
+@pytest.fixture(scope="session")
+def graded(assignment, notebooks, tmp_path_factory) -> dict:
+    """Each notebook through the real `otter run` (no Docker; the three at once, to save
+    time: docs/lms.md has the timing of one alone), and through our CLI."""
+    runs = {}
+    for name, notebook in notebooks.items():
+        out = tmp_path_factory.mktemp(f"otter_{name}")
+        command = [sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(assignment / "autograder.zip"),
+                   "-o", str(out), str(notebook)]
+        runs[name] = (out, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    ours = by_name(grade_json(tmp_path_factory.mktemp("ours"), *notebooks.values()))
+    otter = {}
+    for name, (out, proc) in runs.items():
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-3000:]
+        otter[name] = json.loads((out / "results.json").read_text())
+    return {"otter": otter, "ours": {name: ours[str(path)] for name, path in notebooks.items()}}
+
+
+def exercise_entries(results: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in results["tests"] if t["name"] in IDS}
+
+
+def check_gradescope_shape(results: dict) -> None:
+    """The fields and types of Gradescope's results.json specification."""
+    assert isinstance(results["score"], (int, float))
+    assert isinstance(results["tests"], list) and results["tests"]
+    for test in results["tests"]:
+        assert isinstance(test["name"], str) and isinstance(test.get("output", ""), str)
+        assert test.get("visibility", "visible") in GRADESCOPE_VISIBILITY
+        assert test.get("status", "passed") in ("passed", "failed")
+        if "score" in test:
+            assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
+            assert 0 <= test["score"] <= test["max_score"] + 1e-9
+    assert results.get("visibility", "visible") in GRADESCOPE_VISIBILITY
+
+
+# ---------------------------------------------------------------- the zip
+
+
+def test_the_zip_holds_what_gradescope_runs(assignment):
+    """otter's scripts, our plugin in an installable course, a CPU torch, and the plugin configured?"""
+    with zipfile.ZipFile(assignment / "autograder.zip") as archive:
+        names = set(archive.namelist())
+        environment = archive.read("environment.yml").decode()
+        config = json.loads(archive.read("otter_config.json"))
+    assert {"run_autograder", "setup.sh", "run_otter.py", "environment.yml", "otter_config.json"} <= names
+    assert {f"tests/{i}.py" for i in IDS} <= names
+    assert {"files/course/course.yaml", "files/course/pyproject.toml", "files/course/grader/otter_plugin.py",
+            "files/course/solutions/softmax.py", "files/course/grader/suites/test_softmax.py"} <= names
+    assert "download.pytorch.org/whl/cpu" in environment and "torch==2.13.0+cpu" in environment
+    assert "-e /autograder/source/files/course" in environment and "otter-grader[grading,plugins]==7.0.0" in environment
+    assert config["plugins"] == ["grader.otter_plugin.GraderPlugin"] and config["points_possible"] == 10
+
+
+def test_otter_tests_carry_our_points_and_hidden_flags(assignment, reference_report, tmp_path):
+    """Read by otter itself, does each test file hold our suite's tests, points and hidden flags?"""
+    with zipfile.ZipFile(assignment / "autograder.zip") as archive:
+        archive.extractall(tmp_path)
+    for exercise in reference_report["exercises"]:
+        ours = [(t["name"], t["max_score"], t["hidden"]) for t in exercise["tests"]]
+        for folder, public_only in ((tmp_path / "tests", False), (assignment / "student" / "tests", True)):
+            test_file = create_test_file(str(folder / f"{exercise['id']}.py"), NBMetadataConfig())
+            cases = [(c.name, round(c.points, 4), c.hidden) for c in test_file.test_cases]
+            assert cases == [t for t in ours if not (public_only and t[2])]
+
+
+def test_without_the_plugin_nothing_is_earned(assignment, tmp_path):
+    """If our grading failed, would the placeholders give 0 and a note (never full marks)?"""
+    from grader.otter_plugin import GraderPlugin
+
+    with zipfile.ZipFile(assignment / "autograder.zip") as archive:
+        archive.extractall(tmp_path)
+    files = [create_test_file(str(tmp_path / "tests" / f"{i}.py"), NBMetadataConfig()) for i in IDS]
+    for test_file in files:
+        test_file.run({})
+    results = GradingResults(files)
+    plugin = GraderPlugin(str(tmp_path / "x.ipynb"), {}, {})
+    plugin.failure = "RuntimeError: no grader"
+    plugin.after_grading(results)
+    assert results.total == 0 and results.possible == pytest.approx(10) and "could not grade" in results.output
+
+
+# ---------------------------------------------------------------- otter run, end to end
+
+
+def test_otter_run_gives_our_scores(graded):
+    """For a correct, a wrong and a tampering notebook, does `otter run` give exactly our CLI's scores?"""
+    for name, ours in graded["ours"].items():
+        results = graded["otter"][name]
+        entries = exercise_entries(results)
+        for exercise in ours["exercises"]:
+            assert entries[exercise["id"]]["score"] == pytest.approx(exercise["score"], abs=1e-4), (name, exercise["id"])
+            assert entries[exercise["id"]]["max_score"] == pytest.approx(exercise["max_score"], abs=1e-4)
+        assert results["score"] == pytest.approx(ours["score"], abs=1e-3), name
+    scores = {name: ours["score"] for name, ours in graded["ours"].items()}
+    assert scores["correct"] == 10 and scores["wrong"] < 10
+    assert scores["tampering"] == pytest.approx(scores["wrong"])  # the patches earned nothing
+
+
+def test_otter_shows_our_messages(graded):
+    """Do students read our explanation of a failure in otter's results (and the staff note about
+    the cell that ended the process)?"""
+    results = graded["otter"]["wrong"]
+    softmax = exercise_entries(results)["softmax"]["output"]
+    assert "test_large_logits_do_not_overflow" in softmax and "NaN" in softmax
+    public = next(t for t in results["tests"] if t["name"] == "Public Tests")
+    assert public["visibility"] == "visible" and "test_large_negative_logits" not in public["output"]  # hidden
+    assert "ended the Python process" in graded["otter"]["tampering"]["output"]
+
+
+def test_results_json_has_gradescope_shape(graded):
+    """Do otter's results.json and ours (`grade --format gradescope`) follow Gradescope's specification?"""
+    for name in graded["otter"]:
+        check_gradescope_shape(graded["otter"][name])
+    for report in graded["ours"].values():
+        ours = results_json(SubmissionResult.from_record({"result": report}))
+        check_gradescope_shape(ours)
+        assert ours["score"] == pytest.approx(report["score"], abs=1e-3)
+
+
+# ---------------------------------------------------------------- the student folder
+
+
+def test_the_student_folder_is_a_clean_release(assignment):
+    """Is the student folder free of solutions and hidden tests, with otter's check cells?"""
+    student = assignment / "student"
+    assert leaks(student) == []
+    sources = [c.source for c in nbformat.read(student / NOTEBOOK, as_version=4).cells]
+    assert all(f'grader.check("{i}")' in sources for i in IDS)
+    assert any("grader = otter.Notebook(" in s for s in sources)
+
+
+def test_grader_check_in_the_student_notebook_uses_our_public_tests(assignment, tmp_path):
+    """In Jupyter, does otter's grader.check("softmax") show our public tests' verdicts and messages?"""
+    student = tmp_path / "student"
+    shutil.copytree(assignment / "student", student, ignore=shutil.ignore_patterns(".OTTER_LOG"))
+    notebook = fill(student / NOTEBOOK, student / "mine.ipynb", {"softmax": WRONG_SOFTMAX})
+    nb = nbformat.read(notebook, as_version=4)
+    keep = ("grader = otter.Notebook(", "def softmax(", 'grader.check("softmax")')
+    nb.cells = [c for c in nb.cells if any(k in c.source for k in keep)]
+    nbformat.write(nb, notebook)
+    executed = execute(notebook)
+    (check_cell,) = [c for c in executed.cells if c.source == 'grader.check("softmax")']
+    shown = "".join(str(o.get("data", {}).get("text/plain", "")) for o in check_cell.outputs)
+    assert re.search(r"test_worked_example result:\s+✅ Test case passed", shown)
+    assert re.search(r"test_large_logits_do_not_overflow result:\s+❌ Test case failed", shown) and "NaN" in shown
+    assert "test_large_negative_logits" not in shown  # hidden: not in the student's tests
