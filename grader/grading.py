@@ -27,10 +27,12 @@ from .submission import load_submission
 
 
 def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
-    """What a worker must not see: the solutions, the suites, and the submissions (or the
-    batch folders holding them), unless a folder also holds the Python running the grader."""
+    """What a worker must not see: the solutions, the suites, the misconception library, and the
+    submissions (or the batch folders holding them), unless a folder also holds the Python
+    running the grader."""
     runtime = [Path(sys.prefix).resolve(), Path(__file__).resolve().parent]
-    candidates = {course.root / "solutions", course.root / "grader" / "suites"}
+    # the misconception library computes with correct code too
+    candidates = {course.root / "solutions", course.root / "grader" / "suites", Path(__file__).resolve().parent / "misconceptions"}
     for path in submissions:
         candidates.add(path.resolve().parent if path.resolve().parent != course.root else path.resolve())
     keep = [p for p in candidates if not any(r.is_relative_to(p.resolve()) for r in runtime)]
