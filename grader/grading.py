@@ -7,6 +7,7 @@ once per batch, not once per submission.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -148,6 +149,9 @@ def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: boo
             on_result(result)
 
     sys.dont_write_bytecode = True  # never leave __pycache__ in a submission (or anywhere)
+    # Only our plugin: third-party pytest plugins that other packages install (otter-grader
+    # brings several) cost over a second at start-up and have no business in a grading run.
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     suites = [str(course.suite_path(e)) for e in course.exercises]
     with zygote or Zygote() as zygote:
         plugin = _BatchPlugin(course, paths, public_only, zygote, collect, slot, hide)
