@@ -4,5 +4,5 @@
 - ``worker.py``  what runs in each forked worker: loads the student's code, answers calls.
 - ``codec.py``   the wire format between grader and worker (JSON headers + raw tensor bytes).
 - ``client.py``  the grader's side: starts the zygote, forks workers, calls with deadlines.
-- ``limits.py``  the hardening applied in a worker before the student's first byte runs.
+- ``harden.py``  the hardening applied in a worker before the student's first byte runs.
 """
