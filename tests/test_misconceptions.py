@@ -60,9 +60,15 @@ CORPUS: dict[str, tuple[str, str | None, str]] = {
                          "def attention_scores(Q, K):\n    return Q @ K.mT / K.size(1) ** 0.5\n"),
     "scores_by_d_k_mT": ("attention_scores", "scaled_by_d_k",
                          "def attention_scores(Q, K):\n    return (Q @ K.mT) / K.shape[-1]\n"),
-    "scores_multiplied": ("attention_scores", None,
+    "scores_multiplied": ("attention_scores", "multiplied_by_sqrt_d_k",
                           "import math\n\n\ndef attention_scores(Q, K):\n"
                           "    return Q @ K.transpose(-2, -1) * math.sqrt(Q.size(-1))\n"),
+    "scores_multiplied_power": ("attention_scores", "multiplied_by_sqrt_d_k",
+                                "def attention_scores(Q, K):\n    scale = Q.shape[-1] ** 0.5\n"
+                                "    return Q @ K.mT * scale\n"),
+    "scores_negative_distance": ("attention_scores", None,  # a distance, not a dot product
+                                 "import math\nimport torch\n\n\ndef attention_scores(Q, K):\n"
+                                 "    return -torch.cdist(Q, K) / math.sqrt(Q.size(-1))\n"),
     # ---- softmax
     "softmax_over_dim_0": ("softmax", "over_dim_0",
                            "import torch\n\n\ndef softmax(x, dim=-1):\n"
@@ -85,8 +91,12 @@ CORPUS: dict[str, tuple[str, str | None, str]] = {
     "softmax_without_max_one_line": ("softmax", "without_max",
                                      "import torch\n\n\ndef softmax(x, dim=-1):\n"
                                      "    return torch.exp(x) / torch.sum(torch.exp(x), dim=dim, keepdim=True)\n"),
-    "softmax_not_normalised": ("softmax", None,
+    "softmax_not_normalised": ("softmax", "not_normalised",
                                "def softmax(x, dim=-1):\n    return (x - x.amax(dim=dim, keepdim=True)).exp()\n"),
+    "softmax_not_normalised_no_max": ("softmax", "not_normalised",
+                                      "import torch\n\n\ndef softmax(x, dim=-1):\n    return torch.exp(x)\n"),
+    "softmax_sigmoid": ("softmax", None,  # squashes each entry on its own
+                        "import torch\n\n\ndef softmax(x, dim=-1):\n    return torch.sigmoid(x)\n"),
     # ---- apply_weights
     "apply_V_at_weights": ("apply_weights", "V_at_weights",
                            "def apply_attention_weights(weights, V):\n    return V @ weights\n"),
@@ -99,9 +109,14 @@ CORPUS: dict[str, tuple[str, str | None, str]] = {
     "apply_einsum_transposed": ("apply_weights", "weights_transposed",
                                 "import torch\n\n\ndef apply_attention_weights(weights, V):\n"
                                 "    return torch.einsum('...qk,...qd->...kd', weights, V)\n"),
-    "apply_hard_coded_lesson": ("apply_weights", None,
+    "apply_hard_coded_lesson": ("apply_weights", "hard_coded_lesson",
                                 "import torch\n\n\ndef apply_attention_weights(weights, V):\n"
                                 "    return torch.tensor([[2.4, 3.4], [3.2, 4.2], [2.8, 3.8]])\n"),
+    "apply_hard_coded_printed": ("apply_weights", "hard_coded_lesson",
+                                 "import torch\n\n\ndef apply_attention_weights(weights, V):\n"
+                                 "    # the lesson prints this\n"
+                                 "    out = [[2.2, 3.2],\n           [2.8, 3.8],\n           [2.6, 3.6]]\n"
+                                 "    return torch.tensor(out)\n"),
     # ---- attention
     "attention_weights_first": ("attention", "weights_first",
                                 attention_variant(("return weights @ V, weights", "return weights, weights @ V"))),
@@ -135,7 +150,15 @@ CORPUS: dict[str, tuple[str, str | None, str]] = {
     "attention_weights_first_parenthesised": ("attention", "weights_first",
                                               attention_variant(("return weights @ V, weights",
                                                                  "return (weights, torch.matmul(weights, V))"))),
-    "attention_minus_1e9_no_zeroing": ("attention", None,
+    "attention_mask_ignored": ("attention", "mask_ignored", attention_variant(
+        ('    if mask is not None:\n        scores = scores.masked_fill(~mask, float("-inf"))\n', ""), (CLEANUP, ""))),
+    "attention_finfo_min_no_zeroing": ("attention", "large_negative_fill",
+                                       attention_variant(('float("-inf")', "torch.finfo(scores.dtype).min"), (CLEANUP, ""))),
+    "attention_with_dropout": ("attention", None,  # copied from a transformer: random weights
+                               attention_variant(("    return weights @ V, weights",
+                                                  "    weights = torch.nn.functional.dropout(weights, p=0.1)\n"
+                                                  "    return weights @ V, weights"))),
+    "attention_minus_1e9_no_zeroing": ("attention", "large_negative_fill",
                                        attention_variant(('float("-inf")', "-1e9"), (CLEANUP, ""))),
 }
 
@@ -581,3 +604,15 @@ def test_find_hints_uses_the_exercise_library():
                        TOLERANCE, reference)
     assert hints == [LIBRARY["softmax", "without_exp"].hint + " (line 2: return x / x.sum(dim=dim, keepdim=True))"]
     assert find_hints("softmax", calls[:0], None, TOLERANCE, reference) == []
+
+
+def test_an_all_zero_output_explains_nothing():
+    """Is a call whose matching output is one number repeated (exp underflowing to zeros) not
+    counted, so a mistake is hinted only where its output says something about the code?"""
+    exp = Misconception("exp", "You returned exp(x).", torch.exp)
+    very_negative = torch.full((3, 4), -1e4) + torch.randn(3, 4)
+    sigmoid = [Call((very_negative,), {}, torch.sigmoid(very_negative))]  # all zeros, as exp(x) is
+    assert hint_for([exp], sigmoid, None, TOLERANCE, identity) is None
+    x = torch.randn(3, 4)
+    assert hint_for([exp], sigmoid + calls_of(torch.exp, x), None, TOLERANCE, identity) == "You returned exp(x)."
+    assert hint_for([exp], sigmoid + [Call((x,), {}, torch.sigmoid(x))], None, TOLERANCE, identity) is None

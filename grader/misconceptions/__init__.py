@@ -9,7 +9,9 @@ replays each misconception on those inputs. A misconception matches when
 
 - on every recorded call where it can be computed, the student's result equals its
   output within the exercise's tolerance for the dtype (a call where ``compute`` raises,
-  e.g. ``Q @ K`` with shapes that do not fit, does not count), at least one call counting;
+  e.g. ``Q @ K`` with shapes that do not fit, does not count, nor one where the output
+  that matches is a single number repeated, like exp(-1e4) underflowing to all zeros,
+  which many mistakes produce), at least one call counting;
 - on at least one of those calls its output differs from the reference's (otherwise the
   student was simply right there, and the test failed for another reason).
 
@@ -139,10 +141,22 @@ def _matches(misconception: Misconception, calls: Sequence[Call], references: _R
         explained = [w for w in alternatives if same(call.result, w, tolerance)]
         if not explained:
             return False  # the student computed something else here
+        explained = [w for w in explained if not _constant(w)]
+        if not explained:
+            continue  # only a constant (all 0, say) explains it: many mistakes underflow to that
         counted = True
         if not differs:
             differs = any(not same(w, references[index], tolerance) for w in explained)
     return counted and differs
+
+
+def _constant(value: Any) -> bool:
+    """Is every tensor in ``value`` one finite number repeated (exp of -1e4 underflowing to all
+    zeros, say)? Such an output says nothing about which computation produced it."""
+    items = value if isinstance(value, (tuple, list)) else (value,)  # an (output, weights) pair, or one
+    tensors = [t for t in items if isinstance(t, torch.Tensor)]
+    return bool(tensors) and all(
+        t.numel() > 0 and bool(torch.isfinite(t).all()) and bool((t == t.reshape(-1)[0]).all()) for t in tensors)
 
 
 def same(got: Any, want: Any, tolerance: Mapping[str, Any]) -> bool:

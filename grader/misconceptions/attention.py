@@ -104,6 +104,20 @@ def fully_masked_rows_nan(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None =
     return _attend(_scores(Q, K), V, mask, zero_blocked=False)
 
 
+def mask_ignored(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None):
+    if mask is None:
+        raise ValueError("no mask: nothing to ignore")
+    return _attend(_scores(Q, K), V)
+
+
+def large_negative_fill(Q: Tensor, K: Tensor, V: Tensor, mask: Tensor | None = None):
+    # -1e9 (or torch.finfo(dtype).min) for -inf, blocked weights left as they are: a query
+    # whose keys are all masked has equal scores, hence uniform weights 1/L_k, not zeros
+    if mask is None:
+        return _attend(_scores(Q, K), V)
+    return _attend(_scores(Q, K), V, mask, fill=-1e9, zero_blocked=False)
+
+
 MISCONCEPTIONS = [
     Misconception(
         "weights_first",
@@ -146,4 +160,16 @@ MISCONCEPTIONS = [
         "the softmax set the masked weights to 0, weights.masked_fill(~mask, 0.0), so it gets zero weights "
         "and a zero output.",
         fully_masked_rows_nan),
+    Misconception(
+        "mask_ignored",
+        "Your attention ignores the mask: before the softmax, set the scores of the keys where the mask is "
+        "False to -inf, scores.masked_fill(~mask, float(\"-inf\")).",
+        mask_ignored),
+    Misconception(
+        "large_negative_fill",
+        "Filling masked scores with a large negative number (-1e9) instead of -inf gives a query whose keys "
+        "are all masked equal scores, which softmax turns into uniform weights rather than zeros: after the "
+        "softmax set the masked weights to 0, weights.masked_fill(~mask, 0.0).",
+        large_negative_fill,
+        r"-\s*1e\d+|-\s*\d{4,}|\bfinfo\("),
 ]

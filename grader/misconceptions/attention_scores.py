@@ -28,6 +28,10 @@ def scaled_by_sqrt_L_k(Q: Tensor, K: Tensor) -> Tensor:
     return _product(Q, K) / math.sqrt(K.size(-2))  # the number of keys, not the feature size
 
 
+def multiplied_by_sqrt_d_k(Q: Tensor, K: Tensor) -> Tensor:
+    return _product(Q, K) * math.sqrt(Q.size(-1))
+
+
 def K_dot_T(Q: Tensor, K: Tensor) -> Tensor:
     # K.T reverses *all* dims: (B, L_k, d_k) -> (d_k, L_k, B). Runs only when the shapes happen to fit.
     reversed_K = K.permute(*range(K.dim() - 1, -1, -1))
@@ -59,6 +63,12 @@ MISCONCEPTIONS = [
         "sqrt(d_k): d_k is the feature size, the last dimension, Q.size(-1).",
         scaled_by_sqrt_L_k,
         r"\.size\(\s*(-2|1)\s*\)|\.shape\[\s*(-2|1)\s*\]|sqrt\(\s*(len\(|L\b|L_k\b|seq)"),
+    Misconception(
+        "multiplied_by_sqrt_d_k",
+        "You multiplied the scores by sqrt(d_k) instead of dividing by it: Q @ K^T / math.sqrt(Q.size(-1)) "
+        "keeps their variance near 1, multiplying makes it d_k times larger still.",
+        multiplied_by_sqrt_d_k,
+        r"\*\s*(math\.|torch\.|np\.)?sqrt\(|\*\s*\(?\s*[\w.()\[\]-]+\s*\*\*\s*0?\.5"),
     Misconception(
         "K_dot_T",
         "K.T reverses all the dimensions of a batched K, (batch, L_k, d_k) -> (d_k, L_k, batch), which "

@@ -5,7 +5,7 @@ returns, computed in the input's dtype so that it overflows exactly as the stude
 """
 from torch import Tensor
 
-from . import Misconception
+from . import AnyOf, Misconception
 
 
 def _stable(x: Tensor, dim: int) -> Tensor:
@@ -33,6 +33,11 @@ def global_max(x: Tensor, dim: int = -1) -> Tensor:
 
 def without_exp(x: Tensor, dim: int = -1) -> Tensor:
     return x / x.sum(dim=dim, keepdim=True)
+
+
+def not_normalised(x: Tensor, dim: int = -1):
+    # exp alone, with the maximum along dim, of the whole tensor, or none subtracted
+    return AnyOf((x - x.amax(dim=dim, keepdim=True)).exp(), (x - x.max()).exp(), x.exp())
 
 
 MISCONCEPTIONS = [
@@ -66,4 +71,10 @@ MISCONCEPTIONS = [
         "keeps every weight positive (subtract the maximum before exp for stability).",
         without_exp,
         r"/\s*\(?\s*\w+\.sum\(|/\s*torch\.sum\("),
+    Misconception(
+        "not_normalised",
+        "Your softmax takes exp but never divides by the sum, so a slice does not sum to 1: return "
+        "e / e.sum(dim=dim, keepdim=True), with e = (x - x.amax(dim=dim, keepdim=True)).exp().",
+        not_normalised,
+        r"\bexp\("),
 ]
