@@ -156,7 +156,7 @@ def _constant(value: Any) -> bool:
     items = value if isinstance(value, (tuple, list)) else (value,)  # an (output, weights) pair, or one
     tensors = [t for t in items if isinstance(t, torch.Tensor)]
     return bool(tensors) and all(
-        t.numel() > 0 and bool(torch.isfinite(t).all()) and bool((t == t.reshape(-1)[0]).all()) for t in tensors)
+        t.numel() > 1 and bool(torch.isfinite(t).all()) and bool((t == t.reshape(-1)[0]).all()) for t in tensors)
 
 
 def same(got: Any, want: Any, tolerance: Mapping[str, Any]) -> bool:
