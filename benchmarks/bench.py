@@ -25,6 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 IDS = ("attention_scores", "softmax", "apply_weights", "attention")
 
+# Correct, written the ways students write them (the results may differ in the last bits).
+CORRECT = {
+    "attention_scores": ["import math\nimport torch\n\ndef attention_scores(Q, K):\n"
+                         "    return torch.matmul(Q, K.transpose(-2, -1)) / math.sqrt(K.shape[-1])\n",
+                         "def attention_scores(Q, K):\n    return (Q @ K.mT) * Q.size(-1) ** -0.5\n"],
+    "softmax": ["import torch\n\ndef softmax(x, dim=-1):\n    z = x - x.max(dim=dim, keepdim=True).values\n"
+                "    e = torch.exp(z)\n    return e / torch.sum(e, dim=dim, keepdim=True)\n",
+                "def softmax(x, dim=-1):\n    e = (x - x.amax(dim, keepdim=True)).exp()\n"
+                "    return e * (1.0 / e.sum(dim, keepdim=True))\n"],
+    "apply_weights": ["import torch\n\ndef apply_attention_weights(weights, V):\n    return torch.matmul(weights, V)\n"],
+    "attention": [],
+}
 WRONG = {
     "attention_scores": ["def attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1)\n",
                          "import math\n\ndef attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1) / Q.size(-1)\n"],
@@ -44,11 +56,12 @@ HOSTILE = {
 
 
 def make_class(folder: Path, size: int, seed: int = 0) -> None:
-    """About 60 % correct, 37 % with one or two classic mistakes, a few hostile ones."""
+    """About 60 % correct, 37 % with one or two classic mistakes, a few hostile ones; each
+    correct exercise is the reference or one of the other correct spellings, at random."""
     rng = random.Random(seed)
     reference = {i: (ROOT / "solutions" / f"{i}.py").read_text() for i in IDS}
     for n in range(size):
-        files = dict(reference)
+        files = {i: rng.choice([reference[i], *CORRECT[i]]) for i in IDS}
         roll = rng.random()
         if roll < 0.03:
             files["softmax"] = rng.choice(HOSTILE["softmax"])

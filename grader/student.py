@@ -13,7 +13,7 @@ import difflib
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -25,6 +25,31 @@ from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, cl
 from .submission import Submission
 
 WORKER_START_SECONDS = 10.0
+
+
+class Reply(NamedTuple):
+    """The worker's answer to one call (header and tensors), or the fault the call ended in."""
+
+    answer: dict | None
+    out: list
+    fault: faults.StudentFault | None
+    digest: bytes
+    """Of the answer's bytes on the wire (``codec.recv_message``); for a worker that hung or
+    died, of the fault's words."""
+    lost: bool = False
+    """The worker hung or died on this call: the exercise is dead once the reply is used."""
+
+
+def _lost(fault: faults.StudentFault) -> Reply:
+    return Reply(None, [], fault, codec.fingerprint({"fault": type(fault).__name__, "message": str(fault)}, []), True)
+
+
+class Exchange(NamedTuple):
+    """One call a test made: the request as sent (tensors copied) and the reply."""
+
+    request: dict
+    tensors: list
+    reply: Reply
 
 
 def sandbox_plan(course: Course, slot: int, hide: list[str]) -> dict:
@@ -60,6 +85,8 @@ class StudentCode:
         self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
         self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
         self.loaded: set[str] = set()
+        self.served: list[tuple[bytes, Reply]] = []                # see serve()
+        self.recording: list[Exchange] | None = None               # this test's calls, for grader.replay
         self.bad_cells: dict[int, str] = {}                        # notebook cell -> why it is skipped
         self.cell_errors: dict[int, str] = {}
 
@@ -68,14 +95,14 @@ class StudentCode:
     def close(self) -> None:
         """End the worker and anything it started; remove what it wrote."""
         if self.blame_worker is not None:
-            self.blame_worker.kill()
+            self.blame_worker.kill(wait=False)
         self._stop_worker()
         self.output.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _stop_worker(self) -> None:
         if self.worker is not None:
-            self.worker.kill()
+            self.worker.kill(wait=False)  # how it ended is already known, or does not matter
             self.worker = None
             if "uid" in self.plan:
                 self.zygote.sweep(self.plan["uid"])  # a setsid() grandchild escapes the group kill
@@ -209,12 +236,64 @@ class StudentCode:
                    "kwargs": codec.encode_value(dict(kwargs), tensors),
                    "return_inputs": return_inputs,
                    "grad_outputs": None if grad_outputs is None else codec.encode_value(grad_outputs, tensors)}
-        answer, out = self._request(exercise, request, tensors)
+        reply = self._served_reply(request, tensors) or self.exchange(exercise, request, tensors)
+        if self.recording is not None:
+            self.recording.append(Exchange(request, [t.detach().clone().requires_grad_(t.requires_grad) for t in tensors], reply))
+        if reply.lost:
+            self.dead[exercise.id] = reply.fault
+        if reply.fault is not None:
+            raise reply.fault
         try:
-            result = {key: codec.decode_value(answer[key], out) for key in ("value", "inputs", "grads") if key in answer}
+            result = {key: codec.decode_value(reply.answer[key], reply.out)
+                      for key in ("value", "inputs", "grads") if key in reply.answer}
         except codec.ProtocolError as exc:
             raise faults.CrashFault(f"your code's worker sent a malformed answer ({exc}).") from None
         return result
+
+    def exchange(self, exercise: Exercise, request: dict, tensors: list) -> Reply:
+        """Send one call to the worker: its answer, or the fault it ended in."""
+        try:
+            answer, out = self._request(exercise, request, tensors)
+        except faults.StudentFault as fault:
+            if self.worker is None or self.worker.alive:  # the call raised: its answer says how
+                return Reply(None, [], fault, self.worker.last_digest if self.worker else b"")
+            return _lost(fault)
+        return Reply(answer, out, None, self.worker.last_digest)
+
+    def exchange_path(self, exercise: Exercise, steps: list[tuple[dict, list, bytes]]) -> list[Reply]:
+        """Send several calls ``(request, tensors, expected answer digest)`` in one message; the
+        worker answers them in order and stops after the first answer not as expected. Each
+        answer has the exercise's time limit."""
+        worker = self._start()
+        header = {"op": "path", "exercise": exercise.id, "steps": []}
+        tensors: list = []
+        for request, step_tensors, expect in steps:
+            step = {k: v for k, v in request.items() if k not in ("op", "exercise")}
+            header["steps"].append(dict(step, offset=len(tensors), count=len(step_tensors), expect=expect.hex()))
+            tensors += step_tensors
+        replies: list[Reply] = []
+        try:
+            for answer, out, digest in worker.stream(header, tensors, timeout=exercise.time_limit, most=len(steps)):
+                fault = None if answer.get("ok") else _describe(exercise, answer.get("error") or {}, "call")
+                replies.append(Reply(None if fault else answer, out, fault, digest))
+        except (WorkerTimeout, WorkerDied) as exc:
+            # the exercise dies when the test that made this call gets the reply, not before
+            replies.append(_lost(self._lost_worker_fault(exercise, exc)))
+        return replies
+
+    def serve(self, replies: list[tuple[bytes, "Reply"]]) -> None:
+        """Answer the next calls from ``replies``, ``(request fingerprint, reply)`` pairs that
+        ``grader.replay`` already fetched from the worker, instead of asking it again."""
+        self.served = list(replies)
+
+    def _served_reply(self, request: dict, tensors: list) -> "Reply | None":
+        if not self.served:
+            return None
+        key, reply = self.served.pop(0)
+        if key != codec.fingerprint(request, tensors):
+            self.served.clear()  # the test asked something else than last time: ask the worker
+            return None
+        return reply
 
     # ------------------------------------------------------------ blame
 
@@ -266,22 +345,28 @@ class StudentCode:
         name = exercise.function
         try:
             answer, out = worker.request(request, tensors, timeout=exercise.time_limit)
-        except WorkerTimeout:
-            fault = faults.TimeoutFault(
-                f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
-                "computation?). The remaining tests of this exercise were not run.")
-            self.dead[exercise.id] = fault
-            raise fault from None
-        except WorkerDied as died:
-            how = {"exit 0": "exited (os._exit or a similar call?)"}.get(died.status, f"ended ({died.status})")
-            fault = faults.CrashFault(f"the Python process running {name} {how} during this call"
-                                      + (f": {died.detail}" if died.detail else "")
-                                      + ". The remaining tests of this exercise were not run.")
+        except (WorkerTimeout, WorkerDied) as exc:
+            fault = self._lost_worker_fault(exercise, exc)
             self.dead[exercise.id] = fault
             raise fault from None
         if not answer.get("ok"):
             raise _describe(exercise, answer.get("error") or {}, request["op"])
         return answer, out
+
+    @staticmethod
+    def _lost_worker_fault(exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.StudentFault:
+        """The fault of a call whose worker hung or died (the exercise is dead from then on)."""
+        name = exercise.function
+        if isinstance(exc, WorkerTimeout):
+            fault: faults.StudentFault = faults.TimeoutFault(
+                f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
+                "computation?). The remaining tests of this exercise were not run.")
+        else:
+            how = {"exit 0": "exited (os._exit or a similar call?)"}.get(exc.status, f"ended ({exc.status})")
+            fault = faults.CrashFault(f"the Python process running {name} {how} during this call"
+                                      + (f": {exc.detail}" if exc.detail else "")
+                                      + ". The remaining tests of this exercise were not run.")
+        return fault
 
 
 def _forbidden(violations: list[Violation], exercise: Exercise) -> faults.StudentFault | None:

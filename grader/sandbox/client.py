@@ -5,6 +5,8 @@ as one exception and the worker's whole process group is killed and reaped.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -13,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:  # this module stays free of torch so the zygote can start before torch loads here
     import torch
@@ -122,6 +124,10 @@ class Zygote:
         self.control.send(json.dumps({"op": "reap", "pid": pid}).encode())
         return json.loads(self.control.recv(4096))["status"]
 
+    def release(self, pid: int) -> None:
+        """Let the zygote reap a killed worker whenever it is gone, without waiting for it."""
+        self.control.send(json.dumps({"op": "release", "pid": pid}).encode())
+
     def close(self) -> None:
         try:
             self.control.close()
@@ -161,6 +167,7 @@ class WorkerProcess:
         self.pid = pid
         self.channel = channel
         self.status: str | None = None  # set once the worker is gone
+        self.last_digest = b""  # of the last answer ``request`` returned (see codec.recv_message)
 
     @property
     def alive(self) -> bool:
@@ -178,16 +185,44 @@ class WorkerProcess:
         from . import codec
 
         deadline = time.monotonic() + timeout
-        try:
+        with self._failures():
             codec.send_message(self.channel, header, list(tensors))
             while True:
-                answer, out = codec.recv_message(self.channel, deadline)
+                digest = hashlib.blake2b(digest_size=20)
+                answer, out = codec.recv_message(self.channel, deadline, digest)
                 if answer.get("op") != "callback":
+                    self.last_digest = digest.digest()
                     return answer, out
                 if callback is None:
                     raise codec.ProtocolError("unexpected callback")
                 reply, reply_tensors = callback(answer, out)
                 codec.send_message(self.channel, reply, reply_tensors)
+
+    def stream(self, header: dict, tensors: list[torch.Tensor], *, timeout: float,
+               most: int) -> Iterator[tuple[dict, list, bytes]]:
+        """Send one request answered by several messages, up to an ``{"op": "end"}`` one;
+        yield each ``(answer, tensors, digest)``, each within ``timeout`` seconds of the one
+        before. Read to the end, or the channel is out of step: more than ``most`` answers
+        breaks the protocol."""
+        from . import codec
+
+        with self._failures():
+            codec.send_message(self.channel, header, list(tensors))
+            for _ in range(most + 1):
+                digest = hashlib.blake2b(digest_size=20)
+                answer, out = codec.recv_message(self.channel, time.monotonic() + timeout, digest)
+                if answer.get("op") == "end":
+                    return
+                yield answer, out, digest.digest()
+            raise codec.ProtocolError("too many answers")
+
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Any failure of the channel kills the worker and becomes WorkerTimeout or WorkerDied."""
+        from . import codec
+
+        try:
+            yield
         except codec.Timeout:
             self.kill()
             raise WorkerTimeout() from None
@@ -198,7 +233,9 @@ class WorkerProcess:
             self.kill()
             raise WorkerDied(self.status or "unknown", f"it broke the protocol ({exc})") from None
 
-    def kill(self) -> None:
+    def kill(self, *, wait: bool = True) -> None:
+        """Kill the worker's process group; with ``wait``, wait for it to be gone and set
+        ``status`` (how it ended), else leave the reaping to the zygote."""
         if self.status is not None:
             return
         try:
@@ -212,4 +249,8 @@ class WorkerProcess:
         except ProcessLookupError:
             pass
         self.channel.close()
-        self.status = self.zygote.reap(self.pid)
+        if wait:
+            self.status = self.zygote.reap(self.pid)
+        else:
+            self.zygote.release(self.pid)
+            self.status = "killed"

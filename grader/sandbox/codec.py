@@ -12,13 +12,14 @@ built.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -197,7 +198,8 @@ def _build_tensor(dtype: torch.dtype, shape: list[int], perm: list[int], data: b
 # ---------------------------------------------------------------- messages
 
 
-def send_message(sock: socket.socket, header: dict, tensors: list[torch.Tensor] = ()) -> None:
+def send_message(sock: socket.socket, header: dict, tensors: list[torch.Tensor] = ()) -> bytes:
+    """Send one message; returns its digest (see ``recv_message``)."""
     entries, buffers = [], []
     for t in tensors:
         entry, raw = _tensor_entry(t)
@@ -207,10 +209,13 @@ def send_message(sock: socket.socket, header: dict, tensors: list[torch.Tensor] 
     blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     if len(blob) > MAX_HEADER_BYTES:
         raise ValueError("message header too large")
+    digest = hashlib.blake2b(blob, digest_size=20)
     sock.sendall(_LENGTH.pack(len(blob)) + blob)
     for raw in buffers:
         if len(raw):
+            digest.update(raw)
             sock.sendall(raw)
+    return digest.digest()
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearray:
@@ -235,13 +240,21 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearra
     return buf
 
 
-def recv_message(sock: socket.socket, deadline: float | None = None) -> tuple[dict, list[torch.Tensor]]:
-    """Read one message; with a deadline (``time.monotonic()`` seconds) raise Timeout after it."""
+def recv_message(sock: socket.socket, deadline: float | None = None,
+                 digest: "hashlib.blake2b | None" = None) -> tuple[dict, list[torch.Tensor]]:
+    """Read one message; with a deadline (``time.monotonic()`` seconds) raise Timeout after it.
+
+    ``digest`` (``hashlib.blake2b(digest_size=20)``) is fed the message's bytes as they came:
+    its ``digest()`` then equals what ``send_message`` returned on the other side.
+    """
     (length,) = _LENGTH.unpack(_recv_exact(sock, _LENGTH.size, deadline))
     if length > MAX_HEADER_BYTES:
         raise ProtocolError("message header too large")
+    blob = _recv_exact(sock, length, deadline)
+    if digest is not None:
+        digest.update(blob)
     try:
-        header = json.loads(_recv_exact(sock, length, deadline))
+        header = json.loads(blob)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ProtocolError("message header is not JSON") from None
     if not isinstance(header, dict):
@@ -255,6 +268,19 @@ def recv_message(sock: socket.socket, deadline: float | None = None) -> tuple[di
     tensors = []
     for (dtype, shape, perm, nbytes), entry in zip(checked, entries):
         data = _recv_exact(sock, nbytes, deadline)
+        if digest is not None:
+            digest.update(data)
         tensors.append(_build_tensor(dtype, shape, perm, data, entry.get("grad") is True, placement(entry.get("device"))))
     header["devices"] = [str(e.get("device", "cpu"))[:40] for e in entries]
     return header, tensors
+
+
+def fingerprint(header: dict, tensors: Sequence[torch.Tensor]) -> bytes:
+    """A digest of a message: equal fingerprints mean the same header and bit-identical tensors
+    (dtype, shape, strides, device and grad flag included)."""
+    digest = hashlib.blake2b(json.dumps(header, sort_keys=True, default=str).encode(), digest_size=20)
+    for t in tensors:
+        digest.update(repr((str(t.dtype), tuple(t.shape), t.stride(), str(t.device), t.requires_grad)).encode())
+        if t.numel():
+            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.digest()

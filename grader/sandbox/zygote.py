@@ -7,7 +7,8 @@ secret in its memory and CUDA can still be initialised after the fork.
 
 Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork"}`` with two descriptors (the
 worker's channel and its output file) -> ``{"pid": N}``; ``{"op": "reap", "pid": N}`` ->
-``{"status": "exit 0" | "signal 9"}``; ``{"op": "link"}`` with one descriptor opens
+``{"status": "exit 0" | "signal 9"}``; ``{"op": "release", "pid": N}`` (no answer): reap it
+whenever it is gone, for a worker the grader killed and need not wait for; ``{"op": "link"}`` with one descriptor opens
 another control link (one per parallel slot); ``{"op": "sweep", "uid": U}`` (as root) kills every
 process of that uid, a ``setsid()`` grandchild included -> ``{"swept": true}``. EOF on the
 control socket: kill the workers, exit.
@@ -127,9 +128,18 @@ def serve(main_link: socket.socket) -> None:
     """
     links = [main_link]
     children: set[int] = set()
+    released: set[int] = set()  # killed workers nobody waits for: reaped here once they are gone
     try:
         while True:
-            ready, _, _ = select.select(links, [], [])
+            for pid in list(released):
+                try:
+                    gone = os.waitpid(pid, os.WNOHANG)[0] == pid
+                except ChildProcessError:
+                    gone = True
+                if gone:
+                    released.discard(pid)
+                    children.discard(pid)
+            ready, _, _ = select.select(links, [], [], 0.5 if released else None)
             for link in ready:
                 try:
                     data, fds, _flags, _addr = socket.recv_fds(link, 4096, 4)
@@ -167,6 +177,8 @@ def serve(main_link: socket.socket) -> None:
                         answer = "unknown"
                     children.discard(pid)
                     link.send(json.dumps({"status": answer}).encode())
+                elif op == "release":  # no answer: the grader does not wait for it
+                    released.add(request["pid"])
                 elif op == "sweep":
                     _sweep(int(request["uid"]))
                     link.send(b'{"swept": true}')
