@@ -13,6 +13,7 @@ import torch
 
 from .course import Tolerance
 from .sandbox.codec import Opaque
+from .sandbox.vjp import vjp
 
 
 def describe(value: Any) -> str:
@@ -136,7 +137,7 @@ def gradients(fn: Callable, args: Sequence[Any], grad_outputs: Sequence[torch.Te
     result = fn(*args, **kwargs)
     outputs = list(result) if isinstance(result, (tuple, list)) else [result]
     pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None]
-    return list(torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True))
+    return list(vjp(pairs, inputs))
 
 
 def needs_grad(*tensors: torch.Tensor) -> list[torch.Tensor]:

@@ -29,6 +29,7 @@ DTYPES: dict[str, torch.dtype] = {
     "int64": torch.int64, "uint8": torch.uint8, "bool": torch.bool,
 }
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+ITEMSIZE = {dtype: torch.empty((), dtype=dtype).element_size() for dtype in DTYPES.values()}
 
 MAX_HEADER_BYTES = 4 << 20
 MAX_PAYLOAD_BYTES = 256 << 20
@@ -141,8 +142,13 @@ def _tensor_entry(t: torch.Tensor) -> tuple[dict, memoryview]:
     dtype = DTYPE_NAMES.get(t.dtype)
     if dtype is None:
         raise TypeError(f"tensors of dtype {t.dtype} cannot be sent")
-    perm = _storage_order(t)
-    base = t.permute(perm).contiguous().cpu()  # a transposed view is already contiguous here
+    if t.is_contiguous():
+        perm, base = list(range(t.dim())), t
+    else:
+        perm = _storage_order(t)
+        base = t.permute(perm).contiguous()  # a transposed view is already contiguous here
+    if base.device.type != "cpu":
+        base = base.cpu()
     raw = base.reshape(-1).view(torch.uint8).numpy() if base.numel() else b""
     entry = {"dtype": dtype, "shape": list(base.shape), "perm": perm, "nbytes": len(memoryview(raw).cast("B")),
              "device": str(t.device), "grad": grad}
@@ -162,7 +168,7 @@ def _checked_entry(entry: Any) -> tuple[torch.dtype, list[int], list[int], int]:
         raise ProtocolError("malformed tensor shape")
     if not isinstance(perm, list) or sorted(p for p in perm if isinstance(p, int)) != list(range(len(shape))):
         raise ProtocolError("malformed tensor permutation")
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = ITEMSIZE[dtype]
     if not isinstance(nbytes, int) or nbytes != math.prod(shape) * itemsize:
         raise ProtocolError("tensor byte length does not match its shape")
     return dtype, shape, perm, nbytes
@@ -189,6 +195,8 @@ def _build_tensor(dtype: torch.dtype, shape: list[int], perm: list[int], data: b
         base = base.to(device)
     if grad and base.is_floating_point():
         base.requires_grad_(True)
+    if perm == sorted(perm):
+        return base  # stored in its own order: a contiguous tensor
     inverse = [0] * len(perm)
     for i, p in enumerate(perm):
         inverse[p] = i
@@ -210,11 +218,16 @@ def send_message(sock: socket.socket, header: dict, tensors: list[torch.Tensor] 
     if len(blob) > MAX_HEADER_BYTES:
         raise ValueError("message header too large")
     digest = hashlib.blake2b(blob, digest_size=20)
-    sock.sendall(_LENGTH.pack(len(blob)) + blob)
+    parts = [_LENGTH.pack(len(blob)) + blob]
     for raw in buffers:
         if len(raw):
             digest.update(raw)
-            sock.sendall(raw)
+            parts.append(raw)
+    if sum(len(p) for p in parts) <= 1 << 20:
+        sock.sendall(b"".join(parts))  # small: one system call
+    else:
+        for part in parts:
+            sock.sendall(part)
     return digest.digest()
 
 

@@ -41,6 +41,7 @@ except ImportError:
     pass
 
 from . import harden, worker  # noqa: E402
+from .vjp import vjp  # noqa: E402
 
 
 def _warm_up() -> None:
@@ -57,7 +58,7 @@ def _warm_up() -> None:
         y = (y - y.amax(dim=-1, keepdim=True)).exp()
         y = y / y.sum(dim=-1, keepdim=True)
         torch.softmax(y, -1)
-    torch.autograd.grad([y], [x], [torch.ones_like(y)])  # explicit grad_outputs: its own lazy set-up
+    vjp([(y, torch.ones_like(y))], [x])  # as workers compute gradients
 
 
 def _forget_repository() -> None:
