@@ -72,6 +72,18 @@ def _forget_repository() -> None:
             del sys.modules[name]
 
 
+HEAVY_BYTES = 256 << 20
+
+
+def _private_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` not shared with other processes (0 once it is gone)."""
+    try:
+        _size, resident, shared, *_ = map(int, Path(f"/proc/{pid}/statm").read_text().split())
+    except (OSError, ValueError):
+        return 0
+    return (resident - shared) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _status(wait_status: int) -> str:
     if os.WIFSIGNALED(wait_status):
         return f"signal {os.WTERMSIG(wait_status)}"
@@ -129,7 +141,7 @@ def serve(main_link: socket.socket) -> None:
     """
     links = [main_link]
     children: set[int] = set()
-    released: set[int] = set()  # killed workers nobody waits for: reaped here once they are gone
+    released: dict[int, bool] = {}  # killed workers nobody waits for -> heavy; reaped here once gone
     try:
         while True:
             for pid in list(released):
@@ -138,7 +150,7 @@ def serve(main_link: socket.socket) -> None:
                 except ChildProcessError:
                     gone = True
                 if gone:
-                    released.discard(pid)
+                    del released[pid]
                     children.discard(pid)
             ready, _, _ = select.select(links, [], [], 0.5 if released else None)
             for link in ready:
@@ -158,6 +170,15 @@ def serve(main_link: socket.socket) -> None:
                     links.append(socket.socket(fileno=fds[0]))
                     link.send(b'{"linked": true}')
                 elif op == "fork":
+                    # A big killed worker (a memory bomb) still tearing down would add its
+                    # memory to the new one's: wait until it is gone.
+                    for pid in [p for p in released if released[p]]:
+                        try:
+                            os.waitpid(pid, 0)
+                        except ChildProcessError:
+                            pass
+                        del released[pid]
+                        children.discard(pid)
                     me = os.getpid()
                     pid = os.fork()
                     if pid == 0:
@@ -179,7 +200,7 @@ def serve(main_link: socket.socket) -> None:
                     children.discard(pid)
                     link.send(json.dumps({"status": answer}).encode())
                 elif op == "release":  # no answer: the grader does not wait for it
-                    released.add(request["pid"])
+                    released[request["pid"]] = _private_bytes(request["pid"]) > HEAVY_BYTES
                 elif op == "sweep":
                     _sweep(int(request["uid"]))
                     link.send(b'{"swept": true}')
