@@ -20,6 +20,7 @@ from _pytest.runner import runtestprotocol
 
 from .course import Course
 from .errors import UsageError
+from . import direct
 from .replay import Memo
 from .pytest_plugin import OUTCOME, SEED, STATE, GradingState, Outcome, exercise_id, marker_points
 from .results import CaseResult, ExerciseResult, SubmissionResult, allocate
@@ -54,6 +55,7 @@ class _BatchPlugin:
         self.hide = hide
         self.collection_errors: list[str] = []
         self.memo = Memo()  # passing runs' calls and answers, to skip pytest when they repeat
+        self.direct: dict[str, bool] = {}  # test id -> whether grader.direct can run it
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[STATE] = self.state
@@ -113,21 +115,33 @@ class _BatchPlugin:
         return result
 
     def _run(self, item: pytest.Item, nextitem: pytest.Item | None, code: StudentCode) -> Outcome:
-        """Run one test through pytest, and remember its calls if it passed."""
-        if OUTCOME in item.stash:
-            del item.stash[OUTCOME]
-        # Tests replayed since the last run skipped pytest's set-up and teardown: first tear
-        # down what the previous run left set up for them (its module, say) and this one lacks.
-        item.session._setupstate.teardown_exact(item)
+        """Run one test (directly, or through pytest), and remember its calls if it passed."""
         code.recording = []
         try:
-            runtestprotocol(item, log=False, nextitem=nextitem)
+            if self._direct(item):
+                outcome = direct.run(item, self.state, self.course.exercise(exercise_id(item.path)))
+            else:
+                outcome = self._run_with_pytest(item, nextitem)
         finally:
             exchanges, code.recording = code.recording, None
             code.serve([])
-        outcome = item.stash.get(OUTCOME, Outcome("error", "the test did not run."))
         self.memo.learn(item, exchanges, outcome)
         return outcome
+
+    def _direct(self, item: pytest.Item) -> bool:
+        if item.nodeid not in self.direct:
+            self.direct[item.nodeid] = direct.runs_directly(item)
+        return self.direct[item.nodeid]
+
+    @staticmethod
+    def _run_with_pytest(item: pytest.Item, nextitem: pytest.Item | None) -> Outcome:
+        if OUTCOME in item.stash:
+            del item.stash[OUTCOME]
+        # Tests run without pytest since the last one it ran skipped its set-up and teardown:
+        # first tear down what that run left set up (its module, say) and this test lacks.
+        item.session._setupstate.teardown_exact(item)
+        runtestprotocol(item, log=False, nextitem=nextitem)
+        return item.stash.get(OUTCOME, Outcome("error", "the test did not run."))
 
     def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str]) -> SubmissionResult:
         exercises = []

@@ -128,14 +128,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when == "call" and call.excinfo is None:
         item.stash.setdefault(OUTCOME, Outcome("passed"))
     elif call.excinfo is not None and OUTCOME not in item.stash:
-        outcome = classify(call.excinfo.value)
-        if call.when == "call" and outcome.status == "failed" and isinstance(call.excinfo.value, AssertionError):
-            # failures only: passing tests pay nothing for any of this
-            outcome.hints += misconception_hints(item)
-            outcome.figures = weight_figures(item)
-            outcome = blame_earlier_exercises(item, outcome)
-        item.stash[OUTCOME] = outcome
+        item.stash[OUTCOME] = outcome_of(item, call.excinfo.value, call.when)
     return report
+
+
+def outcome_of(item: pytest.Item, exc: BaseException, when: str) -> Outcome:
+    """The outcome of a test that raised ``exc`` in its ``when`` phase ("setup", "call")."""
+    outcome = classify(exc)
+    if when == "call" and outcome.status == "failed" and isinstance(exc, AssertionError):
+        # failures only: passing tests pay nothing for any of this
+        outcome.hints += misconception_hints(item)
+        outcome.figures = weight_figures(item)
+        outcome = blame_earlier_exercises(item, outcome)
+    return outcome
 
 
 def misconception_hints(item: pytest.Item) -> tuple[str, ...]:
@@ -256,18 +261,12 @@ def exercise(request: pytest.FixtureRequest) -> Exercise:
 
 @pytest.fixture
 def student(request: pytest.FixtureRequest, exercise: Exercise) -> "StudentFunction":
-    code = _state(request).current
-    assert code is not None, "no submission is being graded"
-    code.prepare(exercise)  # a missing, forbidden or broken exercise fails here, before any input is built
-    return StudentFunction(code, exercise, request.node.stash.setdefault(CALLS, []))
+    return student_function(_state(request), exercise, request.node)
 
 
 @pytest.fixture
 def reference(request: pytest.FixtureRequest, exercise: Exercise) -> Callable:
-    function = _state(request).reference(exercise)
-    if exercise.device == "cpu":
-        return function
-    return lambda *args, **kwargs: function(*on_device(args, exercise.device), **on_device(kwargs, exercise.device))
+    return reference_function(_state(request), exercise)
 
 
 @pytest.fixture
@@ -277,11 +276,32 @@ def expect(exercise: Exercise) -> Expect:
 
 @pytest.fixture(autouse=True)
 def seed(request: pytest.FixtureRequest) -> int:
-    value = seed_for(_state(request).course.seed, f"{request.path.name}::{request.node.name}")
+    return seed_test(_state(request), request.node)
+
+
+# What the fixtures give, also for grader.direct, which runs test bodies without pytest's protocol.
+
+
+def student_function(state: GradingState, exercise: Exercise, item: pytest.Item) -> "StudentFunction":
+    code = state.current
+    assert code is not None, "no submission is being graded"
+    code.prepare(exercise)  # a missing, forbidden or broken exercise fails here, before any input is built
+    return StudentFunction(code, exercise, item.stash.setdefault(CALLS, []))
+
+
+def reference_function(state: GradingState, exercise: Exercise) -> Callable:
+    function = state.reference(exercise)
+    if exercise.device == "cpu":
+        return function
+    return lambda *args, **kwargs: function(*on_device(args, exercise.device), **on_device(kwargs, exercise.device))
+
+
+def seed_test(state: GradingState, item: pytest.Item) -> int:
+    value = seed_for(state.course.seed, f"{item.path.name}::{item.name}")
     # The CPU generator only: torch.manual_seed also queues a seed for each lazy accelerator
     # module, formatting a stack trace every time (~1 ms per test).
     torch.default_generator.manual_seed(value)
-    request.node.stash[SEED] = value
+    item.stash[SEED] = value
     return value
 
 

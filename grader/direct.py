@@ -1,0 +1,71 @@
+"""Running a suite's test body directly, without pytest's per-test protocol.
+
+pytest's ``runtestprotocol`` costs a few milliseconds of the grader's time per test
+(fixture requests, three hook phases, reports), paid for every test of every submission.
+A test that asks only for the grader's own fixtures (``student``, ``reference``,
+``expect``, ``exercise``, the autouse ``seed``) and its parameters, and carries no marker
+but ``points``, ``hidden`` and ``parametrize``, is run here instead: the same seeding,
+the same fixture values (the functions ``grader.pytest_plugin`` builds them with), the
+same classification of what it raised (``outcome_of``, with hints and blame). Any other
+test (another fixture, a ``skip`` marker, a method of a class) runs through pytest.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from .course import Exercise
+from .pytest_plugin import (CALLS, GradingState, Outcome, outcome_of, reference_function, seed_test,
+                            student_function)
+from .testing import Expect
+
+PLUGIN = "grader.pytest_plugin"
+FIXTURES = {"student", "reference", "expect", "exercise", "seed"}
+MARKERS = {"points", "hidden", "parametrize"}
+
+
+def runs_directly(item: pytest.Item) -> bool:
+    """Can ``run`` stand in for pytest's protocol for this test?"""
+    if not isinstance(item, pytest.Function) or item.cls is not None:
+        return False
+    if any(mark.name not in MARKERS for mark in item.iter_markers()):
+        return False
+    params = set(item.callspec.params) if hasattr(item, "callspec") else set()
+    definitions = item._fixtureinfo.name2fixturedefs
+    for name in set(item.fixturenames) - params - {"request"}:  # request: asked for by the plugin's fixtures
+        defs = definitions.get(name)
+        # the plugin's own fixture, not one a conftest overrides
+        if name not in FIXTURES or not defs or getattr(defs[-1].func, "__module__", None) != PLUGIN:
+            return False
+    return set(item._fixtureinfo.argnames) <= FIXTURES | params
+
+
+def run(item: pytest.Function, state: GradingState, exercise: Exercise) -> Outcome:
+    """The outcome of one test against the submission being graded (``state.current``)."""
+    item.stash[CALLS] = []
+    values = {"exercise": exercise}
+    try:  # set-up, in pytest's order: the autouse seed first, then the arguments'
+        values["seed"] = seed_test(state, item)
+        for name in item._fixtureinfo.argnames:
+            if name == "student":
+                values[name] = student_function(state, exercise, item)
+            elif name == "reference":
+                values[name] = reference_function(state, exercise)
+            elif name == "expect":
+                values[name] = Expect(dict(exercise.tolerance))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - as pytest's set-up phase catches
+        return outcome_of(item, exc, "setup")
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    arguments = {name: params[name] if name in params else values[name] for name in item._fixtureinfo.argnames}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as pytest captures them: never the grader's output
+            item.obj(**arguments)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pytest.skip and pytest.fail are BaseExceptions
+        return outcome_of(item, exc, "call")
+    return Outcome("passed")
