@@ -114,28 +114,32 @@ class Memo:
     def _fetch(self, node: _Node, exercise: Exercise, code: StudentCode, following: list[pytest.Item]) -> None:
         """Ask the worker for the likeliest path from ``node`` to a leaf, and on through the
         following tests of the exercise while their trees are usable, in one round trip."""
-        steps: list[tuple[_Node, bytes]] = []
         starts = [node]
         for item in following:
             tree = self.trees.get(item.nodeid)
             if exercise_id(item.path) != exercise.id or tree is None or not tree.usable:
                 break
             starts.append(tree.root)
-        tensors = size = 0
-        for start in starts:
-            while start.key is not None:
-                tensors += len(start.tensors)
-                size += sum(t.nbytes for t in start.tensors)
-                if steps and (tensors > codec.MAX_TENSORS or size > PATH_BYTES):
-                    break  # one message carries at most this much: the rest comes next time
-                digest, child = start.likeliest()
-                steps.append((start, digest))
-                start = child
-            else:
-                continue
-            break
+        steps = self._path(starts)
         replies = code.exchange_path(exercise, [(n.request, n.tensors, digest) for n, digest in steps])
         self.fetched.extend((n, reply) for (n, _), reply in zip(steps, replies))
+
+    @staticmethod
+    def _path(starts: list[_Node]) -> list[tuple[_Node, bytes]]:
+        """(node, expected answer digest) along the likeliest branch from each start to its
+        leaf, as many as one message carries."""
+        steps: list[tuple[_Node, bytes]] = []
+        tensors = size = 0
+        for node in starts:
+            while node.key is not None:
+                tensors += len(node.tensors)
+                size += sum(t.nbytes for t in node.tensors)
+                if steps and (tensors > codec.MAX_TENSORS or size > PATH_BYTES):
+                    return steps  # the rest comes with the next message
+                digest, child = node.likeliest()
+                steps.append((node, digest))
+                node = child
+        return steps
 
     def learn(self, item: pytest.Item, exchanges: list[Exchange], outcome: Outcome) -> None:
         """Remember the path of a run that passed (other outcomes are not remembered)."""
