@@ -4,13 +4,16 @@ pytest's ``runtestprotocol`` costs a few milliseconds of the grader's time per t
 (fixture requests, three hook phases, reports), paid for every test of every submission.
 A test that asks only for the grader's own fixtures (``student``, ``reference``,
 ``expect``, ``exercise``, the autouse ``seed``) and its parameters, and carries no marker
-but ``points``, ``hidden`` and ``parametrize``, is run here instead: the same seeding,
+but ``points``, ``hidden`` and ``parametrize`` (in a course whose pytest settings have no
+``filterwarnings``), is run here instead: the same seeding,
 the same fixture values (the functions ``grader.pytest_plugin`` builds them with), the
 same classification of what it raised (``outcome_of``, with hints and blame). Any other
 test (another fixture, a ``skip`` marker, a method of a class) runs through pytest.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 
 import pytest
@@ -29,6 +32,8 @@ def runs_directly(item: pytest.Item) -> bool:
     """Can ``run`` stand in for pytest's protocol for this test?"""
     if not isinstance(item, pytest.Function) or item.cls is not None:
         return False
+    if item.config.getini("filterwarnings"):
+        return False  # the course's pytest settings turn warnings into something: pytest applies them
     if any(mark.name not in MARKERS for mark in item.iter_markers()):
         return False
     params = set(item.callspec.params) if hasattr(item, "callspec") else set()
@@ -61,8 +66,10 @@ def run(item: pytest.Function, state: GradingState, exercise: Exercise) -> Outco
     params = item.callspec.params if hasattr(item, "callspec") else {}
     arguments = {name: params[name] if name in params else values[name] for name in item._fixtureinfo.argnames}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # as pytest captures them: never the grader's output
+        # as pytest captures them: a test's warnings and prints never reach the grader's output
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
             item.obj(**arguments)
     except (KeyboardInterrupt, SystemExit):
         raise

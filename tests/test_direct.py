@@ -3,7 +3,8 @@
 A class of right and wrong submissions is graded twice in one Python process each: once as
 the grader does, once with every test forced through pytest's ``runtestprotocol``. Every
 status, message, hint and score must be the same. A suite with tests the direct runner
-must leave to pytest (another fixture, a skip marker, a class) still grades.
+must leave to pytest (another fixture, a skip marker, a class) still grades, and what a
+test prints stays out of the grader's output, as pytest's capture keeps it.
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ CLASS = {
 
 EXTRA_TESTS = '''
 
+def test_that_prints(student, reference, expect):
+    x = torch.randn(4, 3)
+    print("PRINTED BY A TEST")
+    expect.close(student(x), reference(x))
+
 def test_with_another_fixture(student, reference, expect, tmp_path):
     x = torch.randn(3, 4)
     (tmp_path / "note").write_text("pytest gives this fixture")
@@ -65,6 +71,7 @@ def graded(how: str, course: Path, paths: list[Path]) -> list[dict]:
     proc = subprocess.run([sys.executable, "-c", GRADE_ALL, how, str(course), *map(str, paths)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    assert "PRINTED BY A TEST" not in proc.stdout + proc.stderr  # as pytest captures it
     return json.loads(proc.stdout.splitlines()[-1])
 
 
@@ -94,7 +101,7 @@ def test_tests_left_to_pytest_still_grade(tmp_path):
     correct, sigmoid = graded("direct", course / "course.yaml", paths)
     assert graded("pytest", course / "course.yaml", paths) == [correct, sigmoid]
     softmax = {t["name"]: t["status"] for t in correct["exercises"][1]["tests"]}
-    assert (softmax["test_with_another_fixture"], softmax["test_skipped"], softmax["test_method"]) == \
-        ("passed", "skipped", "passed")
+    assert (softmax["test_with_another_fixture"], softmax["test_skipped"], softmax["test_method"],
+            softmax["test_that_prints"]) == ("passed", "skipped", "passed", "passed")
     wrong = {t["name"]: t["status"] for t in sigmoid["exercises"][1]["tests"]}
     assert (wrong["test_with_another_fixture"], wrong["test_method"]) == ("failed", "failed")
