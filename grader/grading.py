@@ -95,7 +95,7 @@ class _BatchPlugin:
         outcomes: list[Outcome] = []
         try:
             for index, item in enumerate(items):
-                outcome = self.memo.replay(item, self.course.exercise(exercise_id(item.path)), code, items[index + 1:])
+                outcome = self.memo.replay(items, index, self.course.exercise(exercise_id(item.path)), code)
                 if outcome is None:
                     outcome = self._run(item, items[index + 1] if index + 1 < len(items) else None, code)
                 outcomes.append(outcome)

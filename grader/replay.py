@@ -26,6 +26,7 @@ test's answers covers. The worker, its sandbox and its deadlines are those of a 
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -75,11 +76,11 @@ class Memo:
         self.fetched: deque[tuple[_Node, Reply]] = deque()  # answers of a path, not walked yet...
         self.fetched_from: StudentCode | None = None              # ... from this submission's worker
 
-    def replay(self, item: pytest.Item, exercise: Exercise, code: StudentCode,
-               following: list[pytest.Item]) -> Outcome | None:
-        """The test's outcome when this submission answers as a remembered passing run did;
-        else None, with the answers fetched for it queued in ``code`` for pytest's run.
-        ``following``: the tests after this one, whose paths may ride along."""
+    def replay(self, items: list[pytest.Item], index: int, exercise: Exercise, code: StudentCode) -> Outcome | None:
+        """The outcome of ``items[index]`` when this submission answers as a remembered passing
+        run did; else None, with the answers fetched for it queued in ``code`` for the test's
+        run. The paths of the tests after it may ride along in the same message."""
+        item = items[index]
         if self.fetched_from is not code:
             self.fetched.clear()
             self.fetched_from = code
@@ -97,7 +98,7 @@ class Memo:
         while node is not None and node.key is not None:
             if not self.fetched or self.fetched[0][0] is not node:
                 self.fetched.clear()
-                self._fetch(node, exercise, code, following)
+                self._fetch(node, exercise, code, items, index)
                 if not self.fetched:  # not even one answer (a worker breaking the protocol)
                     break
             _, reply = self.fetched.popleft()
@@ -111,11 +112,12 @@ class Memo:
         node.visits += 1
         return node.outcome
 
-    def _fetch(self, node: _Node, exercise: Exercise, code: StudentCode, following: list[pytest.Item]) -> None:
+    def _fetch(self, node: _Node, exercise: Exercise, code: StudentCode, items: list[pytest.Item], index: int) -> None:
         """Ask the worker for the likeliest path from ``node`` to a leaf, and on through the
-        following tests of the exercise while their trees are usable, in one round trip."""
+        tests after ``items[index]`` of the exercise while their trees are usable, in one
+        round trip."""
         starts = [node]
-        for item in following:
+        for item in itertools.islice(items, index + 1, None):
             tree = self.trees.get(item.nodeid)
             if exercise_id(item.path) != exercise.id or tree is None or not tree.usable:
                 break

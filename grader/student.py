@@ -41,7 +41,7 @@ class Reply(NamedTuple):
 
 
 def _lost(fault: faults.StudentFault) -> Reply:
-    return Reply(None, [], fault, codec.fingerprint({"fault": type(fault).__name__, "message": str(fault)}, []), True)
+    return Reply(None, [], fault, codec.fingerprint({"fault": type(fault).__name__, "message": str(fault)}), True)
 
 
 class Exchange(NamedTuple):
@@ -255,8 +255,8 @@ class StudentCode:
         try:
             answer, out = self._request(exercise, request, tensors)
         except faults.StudentFault as fault:
-            if self.worker is None or self.worker.alive:  # the call raised: its answer says how
-                return Reply(None, [], fault, self.worker.last_digest if self.worker else b"")
+            if self.worker.alive:  # the call raised: its answer says how
+                return Reply(None, [], fault, self.worker.last_digest)
             return _lost(fault)
         return Reply(answer, out, None, self.worker.last_digest)
 

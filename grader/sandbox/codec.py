@@ -206,29 +206,40 @@ def _build_tensor(dtype: torch.dtype, shape: list[int], perm: list[int], data: b
 # ---------------------------------------------------------------- messages
 
 
-def send_message(sock: socket.socket, header: dict, tensors: list[torch.Tensor] = ()) -> bytes:
-    """Send one message; returns its digest (see ``recv_message``)."""
+def _encode(header: dict, tensors: Sequence[torch.Tensor]) -> tuple[bytes, list[memoryview], bytes]:
+    """A message's JSON header, its tensors' raw bytes, and the digest of both."""
     entries, buffers = [], []
     for t in tensors:
         entry, raw = _tensor_entry(t)
         entries.append(entry)
-        buffers.append(raw)
-    header = dict(header, tensors=entries)
-    blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        if len(raw):
+            buffers.append(raw)
+    blob = json.dumps(dict(header, tensors=entries), separators=(",", ":"), allow_nan=False).encode()
     if len(blob) > MAX_HEADER_BYTES:
         raise ValueError("message header too large")
     digest = hashlib.blake2b(blob, digest_size=20)
-    parts = [_LENGTH.pack(len(blob)) + blob]
     for raw in buffers:
-        if len(raw):
-            digest.update(raw)
-            parts.append(raw)
+        digest.update(raw)
+    return blob, buffers, digest.digest()
+
+
+def send_message(sock: socket.socket, header: dict, tensors: list[torch.Tensor] = ()) -> bytes:
+    """Send one message; returns its digest (see ``recv_message``)."""
+    blob, buffers, digest = _encode(header, tensors)
+    parts = [_LENGTH.pack(len(blob)) + blob, *buffers]
     if sum(len(p) for p in parts) <= 1 << 20:
         sock.sendall(b"".join(parts))  # small: one system call
     else:
         for part in parts:
             sock.sendall(part)
-    return digest.digest()
+    return digest
+
+
+def fingerprint(header: dict, tensors: Sequence[torch.Tensor] = ()) -> bytes:
+    """The digest ``send_message`` would return for this message, without sending it: equal
+    fingerprints mean the same header and bit-identical tensors (dtype, shape, storage
+    order, device and grad flag included)."""
+    return _encode(header, tensors)[2]
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearray:
@@ -287,13 +298,3 @@ def recv_message(sock: socket.socket, deadline: float | None = None,
     header["devices"] = [str(e.get("device", "cpu"))[:40] for e in entries]
     return header, tensors
 
-
-def fingerprint(header: dict, tensors: Sequence[torch.Tensor]) -> bytes:
-    """A digest of a message: equal fingerprints mean the same header and bit-identical tensors
-    (dtype, shape, strides, device and grad flag included)."""
-    digest = hashlib.blake2b(json.dumps(header, sort_keys=True, default=str).encode(), digest_size=20)
-    for t in tensors:
-        digest.update(repr((str(t.dtype), tuple(t.shape), t.stride(), str(t.device), t.requires_grad)).encode())
-        if t.numel():
-            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.digest()
