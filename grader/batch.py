@@ -64,7 +64,10 @@ class ResultsFile:
         elif path.exists():
             path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = path.open("a", encoding="utf-8")
+        # Staff only (0600): it holds every student's printed output. Workers never see it
+        # (their root holds no course, output or results folder), but other local users might.
+        self.file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a", encoding="utf-8")
+        os.chmod(path, 0o600)  # a results file resumed from an older run keeps no wider mode
 
     def append(self, result: SubmissionResult) -> None:
         self.file.write(json.dumps(result.to_record()) + "\n")

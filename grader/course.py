@@ -20,9 +20,11 @@ from .errors import UsageError
 COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
-_TOP_KEYS = {"title", "seed", "sandbox", "feedback", "defaults", "exercises"}
+_TOP_KEYS = {"title", "seed", "sandbox", "feedback", "policy", "defaults", "exercises"}
 _FEEDBACK_KEYS = {"blame_earns_points"}
-_SANDBOX_KEYS = {"memory_mb", "cpu_seconds", "output_kb", "tmpfs_mb", "gpu_memory_fraction", "gpu_slots"}
+_POLICY_KEYS = {"allowed_imports", "blocked", "static_scan"}
+_SANDBOX_KEYS = {"memory_mb", "cpu_seconds", "output_kb", "tmpfs_mb", "submission_seconds", "gpu_memory_fraction",
+                 "gpu_slots"}
 _DEFAULT_KEYS = {"time_limit", "tolerance", "device"}
 _EXERCISE_KEYS = {"id", "title", "points", "function", "banned", "banned_kernels", "time_limit", "tolerance", "device", "uses"}
 DEVICES = ("cpu", "cuda", "auto")
@@ -74,10 +76,54 @@ class SandboxLimits:
     cpu_seconds: float = 60
     output_kb: float = 1024
     tmpfs_mb: float = 64
+    submission_seconds: float = 60
+    """Wall time of one submission, all its workers, calls and blame reruns together; past it,
+    its remaining tests fail as ``timeout`` without running."""
     gpu_memory_fraction: float = 0.25
     """The share of the GPU's memory one worker may allocate (grading on CUDA)."""
     gpu_slots: float = 2
     """At most this many workers use the GPU at once (each has its own CUDA context)."""
+
+
+# What a normal attention solution imports; each module with its public submodules. All are
+# loaded by the zygote (or built into Python), so a worker can import them after it drops
+# its privileges.
+DEFAULT_ALLOWED_IMPORTS = ("torch", "numpy", "math", "random", "typing", "functools", "itertools",
+                           "collections", "dataclasses", "numbers", "warnings", "time", "__future__")
+# Ways around the run-time bans or out of the sandbox inside those modules: torch's dispatcher,
+# compilers and loaders, numpy's C and file interfaces, the string evaluators of typing and
+# functools, and the reflective builtins.
+DEFAULT_BLOCKED = (
+    "torch.ops", "torch.library", "torch.overrides", "torch.utils", "torch.classes", "torch.compile",
+    "torch.compiler", "torch.jit", "torch.fx", "torch.export", "torch.onnx", "torch.func", "torch.vmap",
+    "torch.hub", "torch.package", "torch.multiprocessing", "torch.distributed", "torch.serialization",
+    "torch.load", "torch.save", "torch.from_file", "torch.UntypedStorage.from_file", "torch.TypedStorage.from_file",
+    "torch.cuda.jiterator", "torch.cuda.set_per_process_memory_fraction",
+    "torch.cuda.memory.set_per_process_memory_fraction",
+    "numpy.ctypeslib", "numpy.lib", "numpy.f2py", "numpy.testing", "numpy.rec", "numpy.load", "numpy.save",
+    "numpy.savez", "numpy.savez_compressed", "numpy.savetxt", "numpy.fromfile", "numpy.fromregex", "numpy.memmap",
+    "numpy.loadtxt", "numpy.genfromtxt", "numpy.DataSource", "numpy.ndarray.tofile", "numpy.ndarray.dump",
+    "typing.get_type_hints", "typing.ForwardRef", "functools.singledispatch", "functools.singledispatchmethod",
+    "builtins.getattr", "builtins.setattr", "builtins.delattr", "builtins.vars", "builtins.globals",
+    "builtins.locals", "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__",
+    "builtins.breakpoint", "builtins.open", "builtins.help",
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What graded code may use (course.yaml ``policy:``), checked by the static scan
+    (``grader/forbidden.py``) in every file and notebook cell of a submission."""
+
+    allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
+    """Modules that may be imported, each with its submodules; the submission's own files
+    (``exercises.<name>``, ``<name>``) always may."""
+    blocked: tuple[str, ...] = DEFAULT_BLOCKED
+    """Dotted names inside those modules (and ``builtins.<name>``) that may not be used,
+    each with everything under it."""
+    static_scan: bool = True
+    """False turns the scan off: only the sandbox and the run-time kernel bans hold. For a
+    course that trusts its students' code, or to test the sandbox alone (tests/test_hostile.py)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +137,8 @@ class Course:
     blame_earns_points: bool = False
     """When a failing test passes with the reference in place of an earlier exercise, does it
     earn its points (the error was already paid for there)? Default: feedback only."""
+    policy: Policy = field(default_factory=Policy)
+    """Imports and names graded code may use (the static scan's allowlist)."""
 
     @property
     def max_score(self) -> float:
@@ -199,6 +247,24 @@ class _Validator:
             raise self.fail(key, f"{value!r} is not a device", f"use one of {', '.join(DEVICES)}")
         return value
 
+    def dotted_names(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(key, "expected a list", "write one dotted name per '- ' line")
+        for index, name in enumerate(value):
+            if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+                raise self.fail(f"{key}[{index}]", f"{name!r} is not a dotted module name",
+                                "write a name such as torch or torch.nn.functional")
+        return tuple(value)
+
+    def policy(self, value: Any) -> Policy:
+        policy = dict(self.mapping(value, "policy", _POLICY_KEYS))
+        static_scan = policy.pop("static_scan", True)
+        if not isinstance(static_scan, bool):
+            raise self.fail("policy.static_scan", f"expected true or false, got {static_scan!r}",
+                            "write static_scan: true (the default) or false")
+        return Policy(**{name: self.dotted_names(entries, f"policy.{name}") for name, entries in policy.items()},
+                      static_scan=static_scan)
+
     def banned_name(self, name: Any, key: str) -> str:
         if not isinstance(name, str) or not _resolves(name):
             raise self.fail(key, f"{name!r} does not name anything in torch",
@@ -219,6 +285,7 @@ class _Validator:
         if not isinstance(blame_earns_points, bool):
             raise self.fail("feedback.blame_earns_points", f"expected true or false, got {blame_earns_points!r}",
                             "write true or false")
+        policy = self.policy(data.get("policy", {}))
         sandbox = self.mapping(data.get("sandbox", {}), "sandbox", _SANDBOX_KEYS)
         limits = SandboxLimits(**{k: self.number(v, f"sandbox.{k}") for k, v in sandbox.items()})
         defaults = self.mapping(data.get("defaults", {}), "defaults", _DEFAULT_KEYS)
@@ -264,7 +331,7 @@ class _Validator:
             )
             exercises.append(exercise)
         course = Course(title=title, seed=seed, exercises=tuple(exercises), sandbox=limits,
-                        blame_earns_points=blame_earns_points,
+                        blame_earns_points=blame_earns_points, policy=policy,
                         root=self.path.resolve().parent)
         # Without a solutions/ folder (a student release) the references are the oracles of
         # grader/oracles.py; with one, every exercise needs its solution file.

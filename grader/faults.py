@@ -39,6 +39,12 @@ class TimeoutFault(StudentFault):
     status = "timeout"
 
 
+class MemoryFault(StudentFault):
+    """The code used more memory than the sandbox allows; the worker was killed or ran out."""
+
+    status = "memory"
+
+
 class CrashFault(StudentFault):
     """The process running the student's code ended (os._exit, a signal, a crash)."""
 

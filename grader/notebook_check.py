@@ -34,7 +34,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # on the grading process'
 CHECK_SECONDS = 600  # the whole check; each call of the student's code has its own limit
 
 STATUS_COLOUR = {"passed": "#1a7f37", "not_implemented": "#6e7781", "forbidden": "#9a6700",
-                 "timeout": "#8250df", "crashed": "#8250df"}
+                 "timeout": "#8250df", "crashed": "#8250df", "memory": "#8250df"}
 FAILED_COLOUR = "#cf222e"
 STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
 

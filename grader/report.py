@@ -18,7 +18,7 @@ from rich.text import Text
 from .course import Course
 from .results import SubmissionResult, document
 
-STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "magenta", "crashed": "magenta",
+STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "magenta", "crashed": "magenta", "memory": "magenta",
                 "forbidden": "yellow", "not_implemented": "dim", "skipped": "dim"}
 STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
 
@@ -32,11 +32,19 @@ def console(**kwargs) -> Console:
     return Console(**kwargs)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all, with the permissions of a normal file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would keep TAs and a web server out
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(tmp, path)

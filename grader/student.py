@@ -13,18 +13,23 @@ import difflib
 import os
 import shutil
 import tempfile
+import time
 from typing import Any, NamedTuple
 
 import torch
 
 from . import faults
 from .course import Course, Exercise
-from .forbidden import Violation, scan_source
-from .sandbox import codec
+from .forbidden import Violation, describe, exercise_violations, scan_notebook
+from .sandbox import cgroups, codec
+from .sandbox.capture import OutputCapture
 from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
 from .submission import Submission
 
 WORKER_START_SECONDS = 10.0
+MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
+MEMORY_NEAR_LIMIT = 0.75  # a worker that hung with this share of memory_mb in use: a memory bomb
+CGROUP_HEADROOM_BYTES = 256 << 20  # above RLIMIT_DATA: the worker's share of torch's pages, page tables
 
 
 class Reply(NamedTuple):
@@ -77,7 +82,7 @@ class StudentCode:
         self.submission = submission
         self.zygote = zygote
         self.worker: WorkerProcess | None = None
-        self.output = tempfile.TemporaryFile()  # the worker's stdout and stderr
+        self.output = OutputCapture(int(course.sandbox.output_kb * 1024))  # the workers' stdout and stderr
         self.scratch = tempfile.mkdtemp(prefix="grader-scratch-")
         self.plan = dict(sandbox_plan(course, slot, list(hide)), scratch=self.scratch)
         self.protections: list[str] = []
@@ -89,6 +94,9 @@ class StudentCode:
         self.recording: list[Exchange] | None = None               # this test's calls, for grader.replay
         self.bad_cells: dict[int, str] = {}                        # notebook cell -> why it is skipped
         self.cell_errors: dict[int, str] = {}
+        self.deadline: float | None = None                          # of the time budget, see _time_for()
+        self.cgroup: cgroups.Slot | None = None                     # the worker uid's cgroups (as root)
+        self.oom_kills_before = 0                                   # the slot's OOM kills before this worker
 
     # ------------------------------------------------------------ lifecycle
 
@@ -112,15 +120,14 @@ class StudentCode:
         notes = list(self.submission.errors)
         for index in sorted(set(self.cell_errors) | set(self.bad_cells)):
             notes.append(self.bad_cells.get(index) or self.cell_errors[index])
-        written = self.output.seek(0, os.SEEK_END)
-        if written >= self.plan["file_bytes"]:
+        written = self.output.size
+        if written >= self.output.limit:
             notes.append(f"your code printed or wrote {written >> 10} KiB, the most allowed: the rest was cut, "
                          "and writing more raised an error. Remove debugging prints in loops.")
         return notes
 
     def printed(self, limit: int = 2000) -> str:
         """The start of what the student's code printed (for staff reports)."""
-        self.output.seek(0)
         return self.output.read(limit).decode("utf-8", "replace")
 
     def _start(self) -> WorkerProcess:
@@ -131,19 +138,33 @@ class StudentCode:
         self.worker = self._spawn()
         return self.worker
 
+    def _placement(self) -> dict:
+        """How the zygote places a new worker (root only): its own PID namespace, and the
+        cgroups of its uid, with room for its data limit, its /tmp and /dev/shm and torch."""
+        plan = self.plan
+        if "uid" not in plan or not plan.get("namespaces", True):
+            return {"isolate": False}
+        memory = plan["memory_bytes"] + 2 * plan["tmpfs_bytes"] + CGROUP_HEADROOM_BYTES
+        return {"isolate": True, "uid": plan["uid"], "memory_bytes": memory, "processes": plan["processes"]}
+
     def _spawn(self) -> WorkerProcess:
         """A new worker with the submission loaded (and its notebook cells run), hardened."""
-        worker = self.zygote.fork(self.output)
+        slot = self._slot()
+        self.oom_kills_before = slot.oom_kills() if slot is not None else 0
+        worker = self.zygote.fork(self.output.write_fd, self._placement())
         sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
         try:
             hello, _ = worker.request({"sources": sources, "notebook": self.submission.notebook, "sandbox": self.plan},
                                       timeout=WORKER_START_SECONDS)
         except (WorkerTimeout, WorkerDied) as exc:
             raise RuntimeError(f"the sandbox could not start a worker ({type(exc).__name__})") from None
-        if not hello.get("ok"):
+        if not hello["ok"]:  # the fields of every answer are checked (codec.check_answer)
             worker.kill()
-            raise RuntimeError(f"the sandbox could not start a worker: {hello.get('error', {}).get('message')}")
-        self.protections = [str(p) for p in hello.get("protections", [])]
+            raise RuntimeError(f"the sandbox could not start a worker: {_text(hello['error'], 'message', 300, 'no reason given')}")
+        self.protections = list(hello.get("protections", []))
+        if self.submission.notebook is not None and self.course.policy.static_scan:  # a cell that breaks the policy never runs
+            for index, why in scan_notebook(tuple(self.submission.notebook), self.course.policy).skipped().items():
+                self.bad_cells.setdefault(index, why)
         for index, cell in enumerate(self.submission.notebook or ()):
             if cell.strip() and index not in self.bad_cells:
                 self._run_cell(worker, index)
@@ -205,24 +226,24 @@ class StudentCode:
                                      + (f": {code}" if code else "") + ". Fix that line and save again.")
         except (ValueError, RecursionError, MemoryError) as exc:
             return faults.ErrorFault(f"{source.path} cannot be parsed as Python ({type(exc).__name__}).")
-        return _forbidden(scan_source(tree, exercise.banned, source.path, source.text), exercise)
+        if not self.course.policy.static_scan:
+            return None
+        sources = {name: (f.path, f.text) for name, f in sub.sources.items()}
+        return _forbidden(exercise_violations(sources, exercise.id, exercise.banned, self.course.policy), source.path)
 
     def _gate_notebook(self, exercise: Exercise) -> faults.StudentFault | None:
-        violations: list[Violation] = []
-        trees = []
-        for index, cell in enumerate(self.submission.notebook or ()):
-            try:
-                trees.append((index, ast.parse(cell)))
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                continue  # reported when the cell runs
-        aliases = ast.Module(body=[node for _, t in trees for node in t.body], type_ignores=[])
-        for index, tree in trees:
-            for node in tree.body:
-                if isinstance(node, ast.FunctionDef) and node.name == exercise.function:
-                    scope = ast.Module(body=[*[n for n in aliases.body if isinstance(n, (ast.Import, ast.ImportFrom))], node],
-                                       type_ignores=[])
-                    violations += scan_source(scope, exercise.banned, f"cell {index + 1}", self.submission.notebook[index])
-        return _forbidden(violations, exercise)
+        """Forbidden when the cell defining the function breaks the course's policy (it is not
+        run: see ``_spawn``) or the definition uses a banned name; every such cell is noted."""
+        if not self.course.policy.static_scan:
+            return None
+        scan = scan_notebook(tuple(self.submission.notebook or ()), self.course.policy)
+        for index, why in scan.skipped().items():
+            self.bad_cells.setdefault(index, why)  # in errors(), even if no worker ever starts
+        index = scan.defined_in.get(exercise.function)
+        if index in scan.problems:
+            return faults.ForbiddenFault(f"{exercise.function} is defined in notebook cell {index + 1}, which was not "
+                                         f"run: {describe(scan.problems[index])} It scores 0 until that line is gone.")
+        return _forbidden(scan.banned(exercise.function, exercise.banned))
 
     # ------------------------------------------------------------ calls
 
@@ -243,43 +264,58 @@ class StudentCode:
             self.dead[exercise.id] = reply.fault
         if reply.fault is not None:
             raise reply.fault
+        asked = _Asked(len(args), set(kwargs), return_inputs,
+                       None if grad_outputs is None else sum(t.requires_grad for t in tensors))
         try:
-            result = {key: codec.decode_value(reply.answer[key], reply.out)
-                      for key in ("value", "inputs", "grads") if key in reply.answer}
+            return _call_result(reply, asked)
         except codec.ProtocolError as exc:
-            raise faults.CrashFault(f"your code's worker sent a malformed answer ({exc}).") from None
-        return result
+            raise self._malformed(exercise, exc) from None
+
+    def _malformed(self, exercise: Exercise, problem: codec.ProtocolError) -> faults.StudentFault:
+        """An answer that does not fit the call: the worker broke the protocol, as if in the
+        channel itself (it is killed, and the exercise is dead from then on)."""
+        self.worker.kill()
+        fault = self._lost_worker_fault(exercise, WorkerDied(self.worker.status or "unknown",
+                                                             f"it broke the protocol ({problem})"))
+        self.dead[exercise.id] = fault
+        return fault
 
     def exchange(self, exercise: Exercise, request: dict, tensors: list) -> Reply:
         """Send one call to the worker: its answer, or the fault it ended in."""
         try:
-            answer, out = self._request(exercise, request, tensors)
-        except faults.StudentFault as fault:
-            if self.worker.alive:  # the call raised: its answer says how
-                return Reply(None, [], fault, self.worker.last_digest)
+            return self._exchange(exercise, request, tensors)
+        except faults.StudentFault as fault:  # the submission's time budget is spent
             return _lost(fault)
-        return Reply(answer, out, None, self.worker.last_digest)
 
     def exchange_path(self, exercise: Exercise, steps: list[tuple[dict, list, bytes]]) -> list[Reply]:
-        """Send several calls ``(request, tensors, expected answer digest)`` in one message; the
-        worker answers them in order and stops after the first answer not as expected. Each
-        answer has the exercise's time limit."""
-        worker = self._start()
-        header = {"op": "path", "exercise": exercise.id, "steps": []}
-        tensors: list = []
-        for request, step_tensors, expect in steps:
-            step = {k: v for k, v in request.items() if k not in ("op", "exercise")}
-            header["steps"].append(dict(step, offset=len(tensors), count=len(step_tensors), expect=expect.hex()))
-            tensors += step_tensors
+        """Send calls ``(request, tensors, expected answer digest)`` one by one, exactly as a
+        plain run sends them (the worker cannot tell a replay from a run), and stop after the
+        first answer not as expected. A worker lost on a call marks the exercise dead only when
+        the test that made that call gets the reply, as in a plain run."""
         replies: list[Reply] = []
-        try:
-            for answer, out, digest in worker.stream(header, tensors, timeout=exercise.time_limit, most=len(steps)):
-                fault = None if answer.get("ok") else _describe(exercise, answer.get("error") or {}, "call")
-                replies.append(Reply(None if fault else answer, out, fault, digest))
-        except (WorkerTimeout, WorkerDied) as exc:
-            # the exercise dies when the test that made this call gets the reply, not before
-            replies.append(_lost(self._lost_worker_fault(exercise, exc)))
+        for request, step_tensors, expect in steps:
+            try:
+                reply = self._exchange(exercise, request, step_tensors, mark_dead=False)
+            except faults.StudentFault as fault:  # the budget is spent: the test runs and says so
+                reply = _lost(fault)
+            replies.append(reply)
+            if reply.lost or reply.digest != expect:
+                break
         return replies
+
+    def _exchange(self, exercise: Exercise, request: dict, tensors: list, *, mark_dead: bool = True) -> Reply:
+        timeout = self._time_for(exercise)
+        worker = self._start()
+        try:
+            answer, out = worker.request(request, tensors, timeout=timeout)
+        except (WorkerTimeout, WorkerDied) as exc:
+            fault = self._lost_worker_fault(exercise, exc)
+            if mark_dead:
+                self.dead[exercise.id] = fault
+            return _lost(fault)
+        if not answer.get("ok"):
+            return Reply(None, [], _describe(exercise, answer.get("error") or {}, request["op"]), worker.last_digest)
+        return Reply(answer, out, None, worker.last_digest)
 
     def serve(self, replies: list[tuple[bytes, "Reply"]]) -> None:
         """Answer the next calls from ``replies``, ``(request fingerprint, reply)`` pairs that
@@ -310,7 +346,8 @@ class StudentCode:
             if self.blame_worker is None or not self.blame_worker.alive:
                 self.blame_worker = self._spawn()
                 answer, _ = self.blame_worker.request(
-                    {"op": "load", "exercise": exercise.id, "function": exercise.function}, timeout=exercise.time_limit)
+                    {"op": "load", "exercise": exercise.id, "function": exercise.function,
+                     "banned_kernels": list(exercise.banned_kernels)}, timeout=self._time_for(exercise))
                 if not answer.get("ok"):
                     return []
             for other in uses:
@@ -325,38 +362,76 @@ class StudentCode:
         return found
 
     def _rerun(self, exercise: Exercise, call, substitute: dict[str, str], references: dict[str, Any]) -> Any:
+        """One recorded call again, in the blame worker, with ``substitute``'s references answering
+        the student's calls of those exercises (``callback`` questions, answered here).
+
+        The student's code picks the questions' inputs: each is refused (the student's code sees
+        an error) past ``MAX_BLAME_QUESTIONS`` per call, or with more elements than the call's
+        own inputs can make (all their elements times their longest dimension: every
+        intermediate of an attention is that small), so the grader never computes more for a
+        rerun than the test itself did. Time counts in the submission's budget."""
         tensors: list[torch.Tensor] = []
         request = {"op": "call", "exercise": exercise.id, "args": codec.encode_value(list(call.args), tensors),
                    "kwargs": codec.encode_value(dict(call.kwargs), tensors), "substitute": substitute}
+        inputs = [t for t in tensors if isinstance(t, torch.Tensor)]
+        most_elements = max(1, sum(t.numel() for t in inputs)) * max([1, *(max(t.shape, default=1) for t in inputs)])
+        asked = 0
 
         def answer(question: dict, received: list) -> tuple[dict, list]:
-            value = references[question["exercise"]](*codec.decode_value(question["args"], received),
-                                                      **codec.decode_value(question["kwargs"], received))
-            out: list[torch.Tensor] = []
-            return {"value": codec.encode_value(value, out)}, out
+            nonlocal asked
+            asked += 1
+            function = references.get(question.get("exercise")) if substitute.get(question.get("exercise")) else None
+            if function is None or asked > MAX_BLAME_QUESTIONS:
+                return {"error": "refused"}, []
+            if sum(t.numel() for t in received) > most_elements:
+                return {"error": "inputs larger than the test's own"}, []
+            try:
+                value = function(*codec.decode_value(question.get("args"), received),
+                                 **codec.decode_value(question.get("kwargs"), received))
+                out: list[torch.Tensor] = []
+                return {"value": codec.encode_value(value, out)}, out
+            except Exception:  # noqa: BLE001 - inputs the reference cannot take: the student's code hears so
+                return {"error": "the reference could not take these inputs"}, []
 
-        reply, out = self.blame_worker.request(request, tensors, timeout=exercise.time_limit, callback=answer)
+        reply, out = self.blame_worker.request(request, tensors, timeout=self._time_for(exercise), callback=answer)
         if not reply.get("ok"):
             raise faults.ErrorFault("the run with a reference in place raised")
         return codec.decode_value(reply["value"], out)
 
     def _request(self, exercise: Exercise, request: dict, tensors: list) -> tuple[dict, list]:
-        worker = self._start()
-        name = exercise.function
-        try:
-            answer, out = worker.request(request, tensors, timeout=exercise.time_limit)
-        except (WorkerTimeout, WorkerDied) as exc:
-            fault = self._lost_worker_fault(exercise, exc)
-            self.dead[exercise.id] = fault
-            raise fault from None
-        if not answer.get("ok"):
-            raise _describe(exercise, answer.get("error") or {}, request["op"])
-        return answer, out
+        reply = self._exchange(exercise, request, tensors)
+        if reply.fault is not None:
+            raise reply.fault
+        return reply.answer, reply.out
 
-    @staticmethod
-    def _lost_worker_fault(exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.StudentFault:
+    # ------------------------------------------------------------ the submission's time budget
+
+    def _time_for(self, exercise: Exercise) -> float:
+        """Seconds the next call of ``exercise`` may take: its time limit, or what is left of
+        the submission's budget (counted from its first worker); none left: a timeout fault."""
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.course.sandbox.submission_seconds
+        left = self.deadline - now
+        if left <= 0:
+            raise self._budget_fault()
+        return min(exercise.time_limit, left)
+
+    def _budget_fault(self) -> faults.TimeoutFault:
+        return faults.TimeoutFault(
+            f"not run: your submission used its whole time budget ({self.course.sandbox.submission_seconds:g} s for "
+            "all its tests together). Make the slow function faster (no Python loops over elements).")
+
+    # ------------------------------------------------------------ how a worker was lost
+
+    def _lost_worker_fault(self, exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.StudentFault:
         """The fault of a call whose worker hung or died (the exercise is dead from then on)."""
         name = exercise.function
+        memory = self._memory_fault(exercise, exc)
+        if memory is not None:
+            return memory
+        if isinstance(exc, WorkerTimeout) and self.deadline is not None and time.monotonic() >= self.deadline:
+            return self._budget_fault()
         if isinstance(exc, WorkerTimeout):
             fault: faults.StudentFault = faults.TimeoutFault(
                 f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
@@ -368,15 +443,71 @@ class StudentCode:
                                       + ". The remaining tests of this exercise were not run.")
         return fault
 
+    def _memory_fault(self, exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.MemoryFault | None:
+        """A worker killed by its memory cgroup, or one that hung with its memory near the limit
+        (a list growing until the time limit), ran out of memory, and the student is told so."""
+        slot = self._slot()
+        if slot is None:
+            return None
+        limit = int(self.course.sandbox.memory_mb)
+        killed = isinstance(exc, WorkerDied) and slot.oom_kills() > self.oom_kills_before
+        if killed or (isinstance(exc, WorkerTimeout) and slot.peak_bytes() >= MEMORY_NEAR_LIMIT * limit * 2**20):
+            return faults.MemoryFault(
+                f"{exercise.function} used more memory than the {limit} MiB allowed (its process was stopped). "
+                "A tensor or list that keeps growing, or a huge intermediate result? The remaining tests of this "
+                "exercise were not run.")
+        return None
 
-def _forbidden(violations: list[Violation], exercise: Exercise) -> faults.StudentFault | None:
+    def _slot(self) -> "cgroups.Slot | None":
+        if "uid" not in self.plan:
+            return None
+        if self.cgroup is None:
+            self.cgroup = cgroups.Slot.existing(int(self.plan["uid"]))
+        return self.cgroup if self.cgroup.dirs else None
+
+
+def _forbidden(violations: list[Violation], path: str | None = None) -> faults.StudentFault | None:
+    """The fault of an exercise whose code breaks the rules: in its file ``path``, in a file it
+    imports, or in its notebook definition."""
     if not violations:
         return None
-    first = violations[0]
-    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-    return faults.ForbiddenFault(
-        f"{first.file} line {first.line} {first.what}: {first.code}{more}. "
-        f"This exercise is about writing it yourself, so it scores 0 until that call is gone.")
+    if path is not None and violations[0].file != path:
+        return faults.ForbiddenFault(f"{describe(violations)} {path} imports that file (directly or through your "
+                                     "other files), so this exercise scores 0 until that line is gone.")
+    return faults.ForbiddenFault(f"{describe(violations)} It scores 0 until that line is gone.")
+
+
+class _Asked(NamedTuple):
+    """What a call asked the worker for, so its answer can be checked against it."""
+
+    args: int
+    """How many positional arguments it sent."""
+    kwargs: set[str]
+    inputs: bool
+    """Whether it asked for the inputs after the call."""
+    grads: int | None
+    """How many gradients it asked for (one per input that requires grad); None: none."""
+
+
+def _call_result(reply: Reply, asked: _Asked) -> dict:
+    """The decoded ``{"value", "inputs"?, "grads"?}`` of a call's answer, checked against what
+    the call asked for: exactly those fields, the inputs as ``[args, kwargs]`` as sent, one
+    gradient (a tensor or None) per input that requires grad. Raises ProtocolError."""
+    wanted = {"value"} | ({"inputs"} if asked.inputs else set()) | ({"grads"} if asked.grads is not None else set())
+    if set(reply.answer) - {"ok", "devices"} != wanted:
+        raise codec.ProtocolError("the answer does not hold what the call asked for")
+    result = {key: codec.decode_value(reply.answer[key], reply.out) for key in wanted}
+    if asked.inputs:
+        inputs = result["inputs"]
+        if not (isinstance(inputs, list) and len(inputs) == 2 and isinstance(inputs[0], list)
+                and len(inputs[0]) == asked.args and isinstance(inputs[1], dict) and set(inputs[1]) == asked.kwargs):
+            raise codec.ProtocolError("the inputs it returned are not the ones sent")
+    if asked.grads is not None:
+        grads = result["grads"]
+        if not (isinstance(grads, list) and len(grads) == asked.grads
+                and all(g is None or isinstance(g, torch.Tensor) for g in grads)):
+            raise codec.ProtocolError("the gradients it returned are not one per input")
+    return result
 
 
 def _clip(text: Any, limit: int = 300) -> str:
@@ -384,29 +515,32 @@ def _clip(text: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _describe(exercise: Exercise, error: dict, op: str) -> faults.StudentFault:
-    """Words for an error the worker reported (its fields are untrusted text)."""
-    kind = error.get("kind")
+def _text(error: Any, key: str, limit: int, default: str = "") -> str:
+    """A text field of a worker's error report, clipped; ``default`` when it has none."""
+    value = error.get(key) if isinstance(error, dict) else None
+    return _clip(value, limit) if isinstance(value, str) and value else default
+
+
+def _describe(exercise: Exercise, error: Any, op: str) -> faults.StudentFault:
+    """Words for an error the worker reported. Its fields are untrusted: each is read as text
+    of a bounded length (or a line number), and left out when it is anything else."""
+    kind = _text(error, "kind", 40)
     name = exercise.function
-    where = ""
-    if error.get("file"):
-        where = f" ({_clip(error['file'], 80)} line {error.get('line')}"
-        where += f": {_clip(error['code'], 120)})" if error.get("code") else ")"
-    raised = f"{_clip(error.get('type', 'Exception'), 60)}: {_clip(error.get('message', ''))}"
+    where = _where(error)
+    raised = f"{_text(error, 'type', 60, 'Exception')}: {_text(error, 'message', 300)}"
     if kind == "missing_function":
-        available = [str(a) for a in error.get("available", [])][:200]
         message = f"{exercise.filename} defines no function named {name}."
-        close = difflib.get_close_matches(name, available, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, _names(error), n=1, cutoff=0.6)
         if close:
             message += f" Did you mean {close[0]}? Rename it to {name}."
         return faults.NotImplementedFault(message)
     if kind == "not_callable":
-        return faults.ErrorFault(f"{name} in {exercise.filename} is a {_clip(error.get('type'), 40)}, not a function.")
+        return faults.ErrorFault(f"{name} in {exercise.filename} is a {_text(error, 'type', 40, 'value')}, not a function.")
     if kind == "not_implemented":
         return faults.NotImplementedFault(f"{name} is not implemented yet: it raises NotImplementedError{where}.")
     if kind == "import_error":
-        module = error.get("module")
-        missing = f" the module {_clip(module, 60)!r} is not available" if module else f" {raised}"
+        module = _text(error, "module", 60)
+        missing = f" the module {module!r} is not available" if module else f" {raised}"
         return faults.ErrorFault(f"importing {exercise.filename} failed:{missing}{where}. "
                                  "Only torch, numpy, the standard library and your own exercise files can be imported.")
     if kind == "exit":
@@ -417,13 +551,30 @@ def _describe(exercise: Exercise, error: dict, op: str) -> faults.StudentFault:
             "Avoid .detach(), .item(), .numpy(), torch.tensor(...) of results, and in-place tricks on the inputs.")
     if kind == "forbidden":
         return faults.ForbiddenFault(
-            f"{name} ran the operator aten.{_clip(error.get('kernel'), 60)}{where}, which this exercise forbids "
+            f"{name} ran the operator aten.{_text(error, 'kernel', 60, '?')}{where}, which this exercise forbids "
             "(a library softmax or attention, reached through whatever route). It scores 0 until that call is gone.")
     if kind == "bad_output":
-        return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_clip(error.get('message'))}.")
+        return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_text(error, 'message', 300)}.")
     when = "while being imported" if op == "load" else "during this call"
     hints = ()
-    if "same device" in str(error.get("message", "")):
+    if "same device" in _text(error, "message", codec.MAX_TEXT):
         hints = ("A tensor your code created is on a different device from the inputs: create new tensors on the "
                  "inputs' device, e.g. torch.ones(L, L, dtype=torch.bool, device=Q.device), or mask.to(Q.device).",)
     return faults.ErrorFault(f"{name} raised {raised}{where} {when}.", hints)
+
+
+def _where(error: Any) -> str:
+    """`` (file line N: code)`` for an error report that names the student's line; else nothing."""
+    file = _text(error, "file", 80)
+    if not file:
+        return ""
+    line = error.get("line")
+    where = f" ({file} line {line if isinstance(line, int) and not isinstance(line, bool) else '?'}"
+    code = _text(error, "code", 120)
+    return where + (f": {code})" if code else ")")
+
+
+def _names(error: Any) -> list[str]:
+    """The names a module defines, from a missing-function report (at most 200, clipped)."""
+    available = error.get("available") if isinstance(error, dict) else None
+    return [a[:80] for a in available[:200] if isinstance(a, str)] if isinstance(available, list) else []

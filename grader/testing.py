@@ -105,10 +105,18 @@ class Expect:
             f"got {got64[tuple(worst)].item():.6g}.")
 
     def unchanged(self, before: Sequence[torch.Tensor], after: Sequence[Any], names: Sequence[str]) -> None:
-        """Check that the caller's tensors came back exactly as they were sent."""
+        """Check that the caller's tensors came back exactly as they were sent.
+
+        Advisory: the worker reports its inputs after the call, and only its own code could
+        notice a write to them. Student code can change what it reports only by patching the
+        worker, which needs the reflection the static scan forbids (docs/security.md)."""
         __tracebackhide__ = True
+        if not isinstance(after, (tuple, list)) or len(after) < len(before):
+            raise AssertionError(f"your function's inputs came back as {describe(after)}, not as the "
+                                 f"{len(before)} tensors it was given.")
         for name, b, a in zip(names, before, after):
-            if not isinstance(a, torch.Tensor) or a.shape != b.shape or not torch.equal(a.cpu(), b.cpu()):
+            if (not isinstance(a, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype
+                    or not torch.equal(a.cpu(), b.cpu())):
                 raise AssertionError(f"your function modified its input {name} in place. Work on new tensors "
                                      "(x = x - m, not x -= m or x.sub_(m)) so the caller's data stays intact.")
 

@@ -1,4 +1,7 @@
-"""The wire format: exact round trips, and hostile bytes rejected (never unpickled)."""
+"""The wire format: exact round trips, and hostile bytes rejected (never unpickled).
+
+Fuzzing of every field of every message a worker sends: tests/test_codec_fuzz.py.
+"""
 from __future__ import annotations
 
 import json
@@ -70,11 +73,74 @@ def test_any_shape_round_trips(shape, dtype):
     {"dtype": "float32", "shape": [2, 2], "perm": [0, 0], "nbytes": 16},
     {"dtype": "float32", "shape": [2**40], "perm": [0], "nbytes": 2**42},
     {"dtype": "float32", "shape": "big", "perm": [0], "nbytes": 4},
+    {"dtype": "float32", "shape": [3], "perm": [None, 0], "nbytes": 12},   # the red team's: a TypeError once
+    {"dtype": "float32", "shape": [2, 2], "perm": [True, False], "nbytes": 16},
+    {"dtype": ["float32"], "shape": [1], "perm": [0], "nbytes": 4},
+    {"dtype": "float32", "shape": [True], "perm": [0], "nbytes": 4},
+    {"dtype": "float32", "shape": [1], "perm": [0], "nbytes": 4.0},
+    {"dtype": "uint8", "shape": [1], "perm": [0], "nbytes": True},
+    {"dtype": "float32", "shape": [0, 2**30, 2**30], "perm": [0, 1, 2], "nbytes": 0},  # strides overflow
+    {"dtype": "float32", "shape": [1], "perm": [0], "nbytes": 4, "device": "cuda:0x"},
+    {"dtype": "float32", "shape": [1], "perm": [0], "nbytes": 4, "device": None},
+    {"dtype": "float32", "shape": [1], "perm": [0], "nbytes": 4, "grad": 1},
+    {"dtype": "int64", "shape": [1], "perm": [0], "nbytes": 8, "grad": True},
+    {"dtype": "float32", "shape": [1], "perm": [0], "nbytes": 4, "extra": 0},
 ])
 def test_forged_tensor_headers_are_rejected(entry):
-    """Are bad dtypes, shapes, permutations and lengths refused before any data is read?"""
+    """Are bad dtypes, shapes, permutations, lengths, devices and grad flags (bools for ints
+    included) refused before any data is read?"""
+    entry = {"device": "cpu", "grad": False, **entry}
     with pytest.raises(codec.ProtocolError):
         send_raw({"v": {"t": "tensor", "i": 0}, "tensors": [entry]}, b"\x00" * 16)
+
+
+@pytest.mark.parametrize("tree", [
+    {"t": "int", "v": "--5"}, {"t": "int", "v": "\u00b2"}, {"t": "int", "v": True}, {"t": "int", "v": 2**60},
+    {"t": "int", "v": "9" * 401}, {"t": "float", "v": 1e999}, {"t": "float", "v": "1e5"}, {"t": "float", "v": 1},
+    {"t": "str", "v": "x" * (codec.MAX_TEXT + 1)}, {"t": "bool", "v": 0}, {"t": "tensor", "i": True},
+    {"t": "tensor", "i": 1}, {"t": ["tensor"]}, {"t": "none", "v": 1}, {"t": "other", "type": 3},
+    {"t": "dict", "items": {"k" * 201: {"t": "none"}}}, {"t": "list", "items": [{"t": "none"}] * 65},
+    {"t": "tuple", "items": {"a": {"t": "none"}}}, {"t": "max", "items": []},
+    {"t": "list", "items": [{"t": "list", "items": [{"t": "list", "items": [{"t": "list", "items": [
+        {"t": "list", "items": []}]}]}]}]},
+])
+def test_forged_value_trees_are_rejected(tree):
+    """Is every value-tree node checked: its kind, exactly its fields, their types (a bool is
+    no int), sizes, the depth?"""
+    with pytest.raises(codec.ProtocolError):
+        codec.decode_value(tree, [torch.zeros(1)])
+
+
+@pytest.mark.parametrize("blob", [b'{"tensors": [], "v": NaN}', b'{"tensors": [], "v": ' + b"1" * 5000 + b"}",
+                                  b"[" * 100000 + b"]" * 100000, b'{"v": 1}', b"\xff\xfe"])
+def test_headers_that_are_not_strict_json_objects_are_rejected(blob):
+    """Are NaN, integers past Python's digit limit, deep nesting, a missing tensor table and
+    bad UTF-8 each a ProtocolError (not a ValueError or RecursionError)?"""
+    a, b = socket.socketpair()
+    with a, b, pytest.raises(codec.ProtocolError):
+        a.sendall(struct.pack(">I", len(blob)) + blob)
+        a.shutdown(socket.SHUT_WR)
+        codec.recv_message(b, time.monotonic() + 5)
+
+
+def test_odd_values_travel_as_their_base_types():
+    """Do a tuple subclass (what torch.max returns), a float subclass, big ints and an
+    over-long dict key arrive as a tuple, a float, ints and an opaque value?"""
+    import numpy as np
+
+    got = round_trip((torch.max(torch.ones(2, 3), dim=1), np.float64("inf"), 2**60, -(10**300), 10**500, {"k" * 300: 1}))
+    assert type(got[0]) is tuple and torch.equal(got[0][0], torch.ones(2))
+    assert got[1] == float("inf") and got[2:4] == (2**60, -(10**300))
+    assert isinstance(got[4], codec.Opaque) and isinstance(got[5], codec.Opaque)
+
+
+def test_a_value_past_the_node_budget_travels_as_opaque():
+    """Does a value of more than MAX_NODES nodes arrive cut to opaque parts, not refused?"""
+    def nodes(v) -> int:
+        return 1 + sum(map(nodes, v)) if isinstance(v, list) else 1
+
+    got = round_trip([[[None] * 64] * 64] * 3)
+    assert got[0][0] == [None] * 64 and isinstance(got[2], codec.Opaque) and nodes(got) <= codec.MAX_NODES
 
 
 @given(st.binary(max_size=200))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 if TYPE_CHECKING:  # this module stays free of torch so the zygote can start before torch loads here
     import torch
@@ -50,6 +50,17 @@ def claim_uid_block() -> int:
     raise RuntimeError(f"all {UID_BLOCKS} blocks of sandbox uids are in use by other graders on this machine")
 
 
+# What of the grader's environment the zygote (and so every worker) inherits: what torch and
+# the C libraries read, nothing else. A token or a path in the grader's environment stays there.
+ENVIRONMENT_NAMES = {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
+                     "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"}
+ENVIRONMENT_PREFIXES = ("PYTORCH_", "TORCH_", "CUBLAS_", "CUDNN_")
+
+
+def worker_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in ENVIRONMENT_NAMES or k.startswith(ENVIRONMENT_PREFIXES)}
+
+
 class WorkerTimeout(Exception):
     """The worker did not answer before the deadline; it has been killed."""
 
@@ -72,10 +83,10 @@ class Zygote:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTORCH_NVML_BASED_CUDA_CHECK="1")
         package_root = Path(__file__).resolve().parents[2]
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
+        env = dict(worker_environment(), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   PYTORCH_NVML_BASED_CUDA_CHECK="1", HOME="/tmp/work",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(package_root), os.environ.get("PYTHONPATH")])))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grader.sandbox.zygote", str(theirs.fileno()), str(os.getpid())],
             pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, cwd="/",
@@ -106,14 +117,20 @@ class Zygote:
         self.control.recv(4096)
         return ZygoteLink(ours)
 
-    def fork(self, output: IO[bytes]) -> "WorkerProcess":
+    def fork(self, output: int, limits: dict | None = None) -> "WorkerProcess":
+        """A new worker writing its stdout and stderr to the descriptor ``output``; ``limits``
+        (``isolate``, ``uid``, ``memory_bytes``, ``processes``) say how the zygote places it."""
         if not self.ready:
             self._wait_ready()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        socket.send_fds(self.control, [b'{"op": "fork"}'], [theirs.fileno(), output.fileno()])
+        request = json.dumps(dict(limits or {}, op="fork")).encode()
+        socket.send_fds(self.control, [request], [theirs.fileno(), output])
         theirs.close()
-        pid = json.loads(self.control.recv(4096))["pid"]
-        return WorkerProcess(self, pid, ours)
+        answer = json.loads(self.control.recv(4096))
+        if "pid" not in answer:
+            ours.close()
+            raise RuntimeError(f"the sandbox could not fork a worker ({answer.get('error')})")
+        return WorkerProcess(self, answer["pid"], ours)
 
     def sweep(self, uid: int) -> None:
         """Kill whatever still runs as ``uid`` (root only; a no-op otherwise)."""
@@ -188,33 +205,39 @@ class WorkerProcess:
         with self._failures():
             codec.send_message(self.channel, header, list(tensors))
             while True:
-                digest = hashlib.blake2b(digest_size=20)
-                answer, out = codec.recv_message(self.channel, deadline, digest)
-                if answer.get("op") != "callback":
-                    self.last_digest = digest.digest()
+                answer, out, digest = self._receive(deadline)
+                if "ok" in answer:
+                    self.last_digest = digest
                     return answer, out
-                if callback is None:
-                    raise codec.ProtocolError("unexpected callback")
-                reply, reply_tensors = callback(answer, out)
-                codec.send_message(self.channel, reply, reply_tensors)
+                if answer["op"] != "callback" or callback is None:
+                    raise codec.ProtocolError(f"an unexpected {answer['op']} message")
+                self._answer(callback, answer, out)
 
-    def stream(self, header: dict, tensors: list[torch.Tensor], *, timeout: float,
-               most: int) -> Iterator[tuple[dict, list, bytes]]:
-        """Send one request answered by several messages, up to an ``{"op": "end"}`` one;
-        yield each ``(answer, tensors, digest)``, each within ``timeout`` seconds of the one
-        before. Read to the end, or the channel is out of step: more than ``most`` answers
-        breaks the protocol."""
+    def _receive(self, deadline: float) -> tuple[dict, list, bytes]:
+        """The worker's next message, checked field by field (``codec.check_answer``), and
+        the digest of its bytes (see ``codec.recv_message``)."""
         from . import codec
 
-        with self._failures():
-            codec.send_message(self.channel, header, list(tensors))
-            for _ in range(most + 1):
-                digest = hashlib.blake2b(digest_size=20)
-                answer, out = codec.recv_message(self.channel, time.monotonic() + timeout, digest)
-                if answer.get("op") == "end":
-                    return
-                yield answer, out, digest.digest()
-            raise codec.ProtocolError("too many answers")
+        digest = hashlib.blake2b(digest_size=20)
+        try:
+            message, out = codec.recv_message(self.channel, deadline, digest)
+            codec.check_answer(message, out)
+        except (codec.ProtocolError, codec.Timeout, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a message the codec chokes on costs the worker, not the grader
+            raise codec.ProtocolError(f"a message that could not be read ({type(exc).__name__})") from None
+        return message, out, digest.digest()
+
+    def _answer(self, callback: Callable[[dict, list], tuple[dict, list]], question: dict, received: list) -> None:
+        """Send the grader's answer to a worker's question; a question that cannot be
+        answered (the callback raised, its reply cannot travel) breaks the protocol."""
+        from . import codec
+
+        try:
+            reply, reply_tensors = callback(question, received)
+            codec.send_message(self.channel, reply, reply_tensors)
+        except Exception as exc:  # noqa: BLE001 - the worker waits for this reply: it cannot go on
+            raise codec.ProtocolError(f"a question that could not be answered ({type(exc).__name__})") from None
 
     @contextlib.contextmanager
     def _failures(self) -> Iterator[None]:

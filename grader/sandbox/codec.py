@@ -3,8 +3,11 @@
 A message is ``u32 header length | JSON header | raw tensor bytes...``. The header holds a
 value tree (``{"t": "tensor", "i": 0}``, ``{"t": "tuple", "items": [...]}``, ...) and a
 ``tensors`` table of ``{dtype, shape, perm, nbytes, device, grad}``. Nothing is ever
-unpickled: a worker's message is decoded with a dtype whitelist and checked shapes and
-byte lengths, and its data is copied out into fresh tensors.
+unpickled, and nothing a peer sends is trusted: every field of the tensor table (a
+whitelisted dtype, shape, permutation, exact byte length, device, grad flag) and every node
+of a value tree (its kind, exactly its fields, their types, sizes, depth, node count) is
+checked, and the data is copied out into fresh tensors. ``check_answer`` then checks the
+rest of what a worker may send the grader (its answers, questions and error reports).
 
 Non-contiguous tensors (a transposed view, say) travel as their contiguous storage order
 plus the permutation that restores the view, so a worker sees the same strides the test
@@ -19,7 +22,7 @@ import re
 import socket
 import struct
 import time
-from typing import Any, Sequence
+from typing import Any, NamedTuple, NoReturn, Sequence
 
 import torch
 
@@ -37,7 +40,10 @@ MAX_TENSORS = 64
 MAX_DIMS = 8
 MAX_DEPTH = 4
 MAX_ITEMS = 64
+MAX_NODES = 4096  # in one value tree
 MAX_TEXT = 4000
+MAX_KEY = 200  # a dict key, a type name
+MAX_INT_DIGITS = 400  # a longer int travels as an opaque value
 
 _LENGTH = struct.Struct(">I")
 
@@ -57,27 +63,53 @@ class Timeout(Exception):
 # ---------------------------------------------------------------- value trees
 
 
-def encode_value(value: Any, tensors: list[torch.Tensor], depth: int = 0) -> dict:
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_BIG_INT = re.compile(rf"-?[0-9]{{1,{MAX_INT_DIGITS}}}")
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+class _TreeWriter:
+    """Encodes one value; a container fits only while the tree stays within MAX_NODES nodes."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.tensors = tensors
+        self.nodes = 1  # the root's node, reserved
+
+    def write(self, value: Any, depth: int) -> dict:
+        if isinstance(value, torch.Tensor):
+            self.tensors.append(value)
+            return {"t": "tensor", "i": len(self.tensors) - 1}
+        if value is None:
+            return {"t": "none"}
+        if isinstance(value, bool):
+            return {"t": "bool", "v": value}
+        # subclasses (an IntEnum, numpy's float64, torch.return_types) travel as their base type
+        if isinstance(value, int) and abs(value) < _INT_LIMIT:
+            return {"t": "int", "v": int(value) if abs(value) < 2**53 else str(int(value))}
+        if isinstance(value, float):
+            return {"t": "float", "v": float(value) if math.isfinite(value) else repr(float(value))}
+        if isinstance(value, str):
+            return {"t": "str", "v": str(value[:MAX_TEXT])}
+        if isinstance(value, (tuple, list)) and self._fits(value, depth):
+            kind = "tuple" if isinstance(value, tuple) else "list"
+            return {"t": kind, "items": [self.write(v, depth + 1) for v in value]}
+        if (isinstance(value, dict) and all(isinstance(k, str) and len(k) <= MAX_KEY for k in value)
+                and self._fits(value, depth)):
+            return {"t": "dict", "items": {k: self.write(v, depth + 1) for k, v in value.items()}}
+        # Anything else is described, never transported: the grader only needs to say what it was.
+        return {"t": "other", "type": f"{type(value).__module__}.{type(value).__qualname__}"[:MAX_KEY]}
+
+    def _fits(self, container: tuple | list | dict, depth: int) -> bool:
+        """Reserve the nodes of a container's items, if depth and the node budget allow them."""
+        if depth >= MAX_DEPTH or len(container) > MAX_ITEMS or self.nodes + len(container) > MAX_NODES:
+            return False
+        self.nodes += len(container)
+        return True
+
+
+def encode_value(value: Any, tensors: list[torch.Tensor]) -> dict:
     """Describe ``value`` as a JSON tree; tensors are appended to ``tensors``."""
-    if isinstance(value, torch.Tensor):
-        tensors.append(value)
-        return {"t": "tensor", "i": len(tensors) - 1}
-    if value is None:
-        return {"t": "none"}
-    if isinstance(value, bool):
-        return {"t": "bool", "v": value}
-    if isinstance(value, int):
-        return {"t": "int", "v": value if abs(value) < 2**53 else str(value)}
-    if isinstance(value, float):
-        return {"t": "float", "v": value if math.isfinite(value) else repr(value)}
-    if isinstance(value, str):
-        return {"t": "str", "v": value[:MAX_TEXT]}
-    if isinstance(value, (tuple, list)) and depth < MAX_DEPTH and len(value) <= MAX_ITEMS:
-        return {"t": type(value).__name__, "items": [encode_value(v, tensors, depth + 1) for v in value]}
-    if isinstance(value, dict) and depth < MAX_DEPTH and len(value) <= MAX_ITEMS and all(isinstance(k, str) for k in value):
-        return {"t": "dict", "items": {k: encode_value(v, tensors, depth + 1) for k, v in value.items()}}
-    # Anything else is described, never transported: the grader only needs to say what it was.
-    return {"t": "other", "type": f"{type(value).__module__}.{type(value).__qualname__}"[:200]}
+    return _TreeWriter(tensors).write(value, 0)
 
 
 class Opaque:
@@ -90,42 +122,88 @@ class Opaque:
         return f"<{self.type_name}>"
 
 
-def decode_value(tree: Any, tensors: list[torch.Tensor], depth: int = 0) -> Any:
-    """Rebuild a value from a (possibly hostile) tree; raises ProtocolError on anything odd."""
-    if not isinstance(tree, dict) or depth > MAX_DEPTH + 1:
-        raise ProtocolError("malformed value")
-    kind = tree.get("t")
-    if kind == "tensor":
-        index = tree.get("i")
-        if not isinstance(index, int) or not 0 <= index < len(tensors):
-            raise ProtocolError("tensor index out of range")
-        return tensors[index]
-    if kind == "none":
-        return None
-    if kind in ("bool", "int", "float", "str"):
-        v = tree.get("v")
-        if kind == "int" and isinstance(v, str) and v.lstrip("-").isdigit() and len(v) < 400:
-            return int(v)
-        if kind == "float" and v in ("inf", "-inf", "nan"):
-            return float(v)
-        expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[kind]
-        if not isinstance(v, expected) or (kind != "bool" and isinstance(v, bool)):
+class _TreeReader:
+    """Decodes one (possibly hostile) tree: every node is checked, its kind, exactly its
+    fields, their types (as JSON gives them: a bool is no int) and sizes, the depth of
+    containers and the number of nodes, as the writer makes them; anything odd is a
+    ProtocolError."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.tensors = tensors
+        self.nodes = 0
+
+    def read(self, tree: Any, depth: int) -> Any:
+        self.nodes += 1
+        if type(tree) is not dict or self.nodes > MAX_NODES:
+            raise ProtocolError("malformed value")
+        kind = tree.get("t")
+        entry = self._READERS.get(kind) if type(kind) is str else None
+        if entry is None:
+            raise ProtocolError(f"unknown value kind {str(kind)[:40]!r}")
+        field, read = entry  # every kind has one field besides "t", or none
+        if len(tree) != (1 if field is None else 2) or (field is not None and field not in tree):
             raise ProtocolError(f"malformed {kind}")
-        return float(v) if kind == "float" else v[:MAX_TEXT] if kind == "str" else v
-    if kind in ("tuple", "list"):
-        items = tree.get("items")
-        if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        return read(self, tree.get(field), depth)
+
+    def _tensor(self, index: Any, _depth: int) -> torch.Tensor:
+        if type(index) is not int or not 0 <= index < len(self.tensors):
+            raise ProtocolError("tensor index out of range")
+        return self.tensors[index]
+
+    def _none(self, _v: None, _depth: int) -> None:
+        return None
+
+    def _bool(self, v: Any, _depth: int) -> bool:
+        if type(v) is not bool:
+            raise ProtocolError("malformed bool")
+        return v
+
+    def _int(self, v: Any, _depth: int) -> int:
+        if type(v) is str and _BIG_INT.fullmatch(v):
+            return int(v)
+        if type(v) is not int or abs(v) >= 2**53:
+            raise ProtocolError("malformed int")
+        return v
+
+    def _float(self, v: Any, _depth: int) -> float:
+        if type(v) is str and v in _NON_FINITE:
+            return _NON_FINITE[v]
+        if type(v) is not float or not math.isfinite(v):
+            raise ProtocolError("malformed float")
+        return v
+
+    def _str(self, v: Any, _depth: int) -> str:
+        if type(v) is not str or len(v) > MAX_TEXT:
+            raise ProtocolError("malformed str")
+        return v
+
+    def _sequence(self, items: Any, depth: int) -> list:
+        if type(items) is not list or len(items) > MAX_ITEMS or depth >= MAX_DEPTH:
             raise ProtocolError("malformed sequence")
-        seq = [decode_value(v, tensors, depth + 1) for v in items]
-        return tuple(seq) if kind == "tuple" else seq
-    if kind == "dict":
-        items = tree.get("items")
-        if not isinstance(items, dict) or len(items) > MAX_ITEMS:
+        return [self.read(v, depth + 1) for v in items]
+
+    def _tuple(self, items: Any, depth: int) -> tuple:
+        return tuple(self._sequence(items, depth))
+
+    def _dict(self, items: Any, depth: int) -> dict:
+        if (type(items) is not dict or len(items) > MAX_ITEMS or depth >= MAX_DEPTH
+                or not all(type(k) is str and len(k) <= MAX_KEY for k in items)):
             raise ProtocolError("malformed dict")
-        return {str(k)[:200]: decode_value(v, tensors, depth + 1) for k, v in items.items()}
-    if kind == "other":
-        return Opaque(str(tree.get("type", "object"))[:200])
-    raise ProtocolError(f"unknown value kind {kind!r}")
+        return {k: self.read(v, depth + 1) for k, v in items.items()}
+
+    def _other(self, type_name: Any, _depth: int) -> Opaque:
+        if type(type_name) is not str or len(type_name) > MAX_KEY:
+            raise ProtocolError("malformed other")
+        return Opaque(type_name)
+
+    _READERS = {"tensor": ("i", _tensor), "none": (None, _none), "bool": ("v", _bool), "int": ("v", _int),
+                "float": ("v", _float), "str": ("v", _str), "list": ("items", _sequence),
+                "tuple": ("items", _tuple), "dict": ("items", _dict), "other": ("type", _other)}
+
+
+def decode_value(tree: Any, tensors: list[torch.Tensor]) -> Any:
+    """Rebuild a value from a (possibly hostile) tree; raises ProtocolError on anything odd."""
+    return _TreeReader(tensors).read(tree, 0)
 
 
 # ---------------------------------------------------------------- tensors
@@ -142,6 +220,8 @@ def _tensor_entry(t: torch.Tensor) -> tuple[dict, memoryview]:
     dtype = DTYPE_NAMES.get(t.dtype)
     if dtype is None:
         raise TypeError(f"tensors of dtype {t.dtype} cannot be sent")
+    if t.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"tensors on {t.device} cannot be sent")
     if t.is_contiguous():
         perm, base = list(range(t.dim())), t
     else:
@@ -155,33 +235,54 @@ def _tensor_entry(t: torch.Tensor) -> tuple[dict, memoryview]:
     return entry, memoryview(raw).cast("B")
 
 
-def _checked_entry(entry: Any) -> tuple[torch.dtype, list[int], list[int], int]:
-    """Validate one tensor header from a peer: whitelisted dtype, sane shape, exact length."""
-    if not isinstance(entry, dict):
+class _Entry(NamedTuple):
+    """One tensor of a message, as its header announced it (checked)."""
+
+    dtype: torch.dtype
+    shape: list[int]
+    perm: list[int]
+    nbytes: int
+    device: str
+    grad: bool
+
+
+_ENTRY_FIELDS = set(_Entry._fields)
+_DEVICE = re.compile(r"(cpu|cuda(:[0-9]{1,2})?)")
+
+
+def _checked_entry(entry: Any) -> _Entry:
+    """Validate one tensor header from a peer: exactly its six fields, a whitelisted dtype, a
+    sane shape, a true permutation of its dimensions, the exact byte length, a CPU or CUDA
+    device and a bool grad flag (types as JSON gives them: a bool is no int)."""
+    if type(entry) is not dict or entry.keys() != _ENTRY_FIELDS:
         raise ProtocolError("malformed tensor header")
-    dtype = DTYPES.get(entry.get("dtype"))
-    shape, perm, nbytes = entry.get("shape"), entry.get("perm"), entry.get("nbytes")
+    name, shape, perm, nbytes, device, grad = (entry[f] for f in _Entry._fields)
+    dtype = DTYPES.get(name) if type(name) is str else None
     if dtype is None:
-        raise ProtocolError(f"dtype {str(entry.get('dtype'))[:40]!r} is not allowed")
-    if (not isinstance(shape, list) or len(shape) > MAX_DIMS
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in shape)):
+        raise ProtocolError(f"dtype {str(name)[:40]!r} is not allowed")
+    if type(shape) is not list or len(shape) > MAX_DIMS or not all(type(s) is int and 0 <= s < 2**31 for s in shape):
         raise ProtocolError("malformed tensor shape")
-    if not isinstance(perm, list) or sorted(p for p in perm if isinstance(p, int)) != list(range(len(shape))):
+    numel = math.prod(shape)
+    if numel == 0 and math.prod(max(s, 1) for s in shape) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError("malformed tensor shape")  # an empty tensor whose strides overflow
+    if type(perm) is not list or not all(type(p) is int for p in perm) or sorted(perm) != list(range(len(shape))):
         raise ProtocolError("malformed tensor permutation")
-    itemsize = ITEMSIZE[dtype]
-    if not isinstance(nbytes, int) or nbytes != math.prod(shape) * itemsize:
+    if type(nbytes) is not int or nbytes != numel * ITEMSIZE[dtype]:
         raise ProtocolError("tensor byte length does not match its shape")
-    return dtype, shape, perm, nbytes
+    if type(device) is not str or (device != "cpu" and not _DEVICE.fullmatch(device)):
+        raise ProtocolError("malformed tensor device")
+    if type(grad) is not bool or (grad and not dtype.is_floating_point):
+        raise ProtocolError("malformed tensor grad flag")
+    return _Entry(dtype, shape, perm, nbytes, device, grad)
 
 
-_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]{1,2})?)$")
-
-
-def placement(device: Any) -> torch.device:
+def placement(device: str) -> torch.device:
     """Where a received tensor goes: the CUDA device it was sent from when this process has
-    one, else the CPU (the grader then sees the claimed device in ``header["devices"]``)."""
-    if isinstance(device, str) and device.startswith("cuda") and _DEVICE.match(device) and torch.cuda.is_available():
-        return torch.device(device)
+    it, else the CPU (the grader then sees the claimed device in ``header["devices"]``)."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        place = torch.device(device)
+        if place.index is None or place.index < torch.cuda.device_count():
+            return place
     return torch.device("cpu")
 
 
@@ -193,7 +294,7 @@ def _build_tensor(dtype: torch.dtype, shape: list[int], perm: list[int], data: b
         base = torch.empty(shape, dtype=dtype)
     if device.type != "cpu":
         base = base.to(device)
-    if grad and base.is_floating_point():
+    if grad:
         base.requires_grad_(True)
     if perm == sorted(perm):
         return base  # stored in its own order: a contiguous tensor
@@ -277,24 +378,108 @@ def recv_message(sock: socket.socket, deadline: float | None = None,
     blob = _recv_exact(sock, length, deadline)
     if digest is not None:
         digest.update(blob)
-    try:
-        header = json.loads(blob)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ProtocolError("message header is not JSON") from None
-    if not isinstance(header, dict):
-        raise ProtocolError("message header is not an object")
-    entries = header.pop("tensors", [])
+    header = _parse_header(blob)
+    entries = header.pop("tensors")
     if not isinstance(entries, list) or len(entries) > MAX_TENSORS:
         raise ProtocolError("malformed tensor table")
     checked = [_checked_entry(e) for e in entries]
-    if sum(c[3] for c in checked) > MAX_PAYLOAD_BYTES:
+    if sum(c.nbytes for c in checked) > MAX_PAYLOAD_BYTES:
         raise ProtocolError("message payload too large")
     tensors = []
-    for (dtype, shape, perm, nbytes), entry in zip(checked, entries):
-        data = _recv_exact(sock, nbytes, deadline)
+    for entry in checked:
+        data = _recv_exact(sock, entry.nbytes, deadline)
         if digest is not None:
             digest.update(data)
-        tensors.append(_build_tensor(dtype, shape, perm, data, entry.get("grad") is True, placement(entry.get("device"))))
-    header["devices"] = [str(e.get("device", "cpu"))[:40] for e in entries]
+        tensors.append(_build_tensor(entry.dtype, entry.shape, entry.perm, data, entry.grad, placement(entry.device)))
+    header["devices"] = [c.device for c in checked]
     return header, tensors
 
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ProtocolError(f"message header holds {name}, which JSON does not have")
+
+
+def _parse_header(blob: bytearray) -> dict:
+    """A message's JSON header: an object with a ``tensors`` table (strict JSON: no NaN)."""
+    try:
+        header = json.loads(blob, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, an integer of over 4300 digits, deep nesting
+        raise ProtocolError("message header is not JSON") from None
+    if not isinstance(header, dict) or "tensors" not in header:
+        raise ProtocolError("message header is not an object with a tensor table")
+    return header
+
+
+# ---------------------------------------------------------------- what a worker may say
+
+# Each text field of a worker's error report, with its longest allowed length.
+ERROR_TEXT = {"kind": 40, "type": MAX_TEXT, "message": MAX_TEXT, "module": MAX_KEY, "file": MAX_TEXT,
+              "code": MAX_TEXT, "kernel": MAX_KEY, "traceback": MAX_TEXT}
+ERROR_FIELDS = {*ERROR_TEXT, "line", "available"}
+ANSWER_TREES = {"value", "inputs", "grads"}
+MAX_PROTECTIONS = 64
+MAX_NAMES = 200  # names in a missing function's ``available`` list
+
+
+def check_answer(header: dict, tensors: list[torch.Tensor]) -> None:
+    """Check a message from a worker, field by field, against what a worker may send the
+    grader: an answer ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}``, a question
+    ``{"op": "callback", ...}`` during a call. Raises
+    ProtocolError on any other field, type or size. ``recv_message`` checked the tensors;
+    the value trees of an answer are checked node by node where they are decoded
+    (``decode_value``), once."""
+    fields = set(header) - {"devices"}  # devices: recv_message's own record of the tensor table
+    op = header.get("op")
+    if op == "callback" and fields == {"op", "exercise", "args", "kwargs"}:
+        _check_question(header, tensors)
+        return
+    ok = header.get("ok")
+    if "op" in header or not isinstance(ok, bool):
+        raise ProtocolError("a message that is no answer or question")
+    if ok:
+        _check_success(header, fields)
+    elif fields != {"ok", "error"}:
+        raise ProtocolError("a failure without its error report alone")
+    else:
+        _check_error(header["error"])
+
+
+def _check_question(header: dict, tensors: list[torch.Tensor]) -> None:
+    """A worker's question during a call: which exercise's reference, on which arguments."""
+    if not _is_text(header["exercise"], MAX_KEY):
+        raise ProtocolError("malformed question")
+    if not (isinstance(decode_value(header["args"], tensors), list)
+            and isinstance(decode_value(header["kwargs"], tensors), dict)):
+        raise ProtocolError("a question's arguments are not a list and a dict")
+
+
+def _check_success(header: dict, fields: set[str]) -> None:
+    """A successful answer: the protections of a started worker, the value trees of a call."""
+    if not fields <= {"ok", "protections", *ANSWER_TREES}:
+        raise ProtocolError("an answer with fields no answer has")
+    protections = header.get("protections", [])
+    if not (isinstance(protections, list) and len(protections) <= MAX_PROTECTIONS
+            and all(_is_text(p, MAX_TEXT) for p in protections)):
+        raise ProtocolError("malformed protections")
+    if not all(type(header[key]) is dict for key in fields & ANSWER_TREES):
+        raise ProtocolError("an answer whose value is no value tree")
+
+
+def _check_error(error: Any) -> None:
+    """An error report: known fields only, each of its type and size."""
+    if not isinstance(error, dict) or not set(error) <= ERROR_FIELDS:
+        raise ProtocolError("malformed error report")
+    for key, limit in ERROR_TEXT.items():
+        if key in error and not _is_text(error[key], limit):
+            raise ProtocolError(f"malformed error {key}")
+    line = error.get("line")
+    if line is not None and not (type(line) is int and 0 <= line < 2**31):
+        raise ProtocolError("malformed error line")
+    available = error.get("available", [])
+    if not (isinstance(available, list) and len(available) <= MAX_NAMES
+            and all(_is_text(a, MAX_TEXT) for a in available)):
+        raise ProtocolError("malformed error available")
+
+
+def _is_text(value: Any, limit: int) -> bool:
+    return type(value) is str and len(value) <= limit

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
+import platform
 import resource
 import signal
 import socket
+import sys
+
+from . import cgroups
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
 CLONE_THREAD = 0x00010000
 MS_NOSUID, MS_NODEV, MS_RDONLY, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x1, 0x4000, 0x40000
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
@@ -58,23 +63,124 @@ def close_inherited_fds(keep: set[int]) -> None:
                 pass
 
 
+MS_BIND, MS_REMOUNT, MNT_DETACH = 0x1000, 0x20, 0x2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+
+# The devices a worker may open: nothing but these (and a GPU's, when the machine has one).
+DEVICES = ("null", "zero", "full", "random", "urandom")
+GPU_DEVICES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
+
+
+@functools.lru_cache(maxsize=1)
+def runtime_paths() -> tuple[str, ...]:
+    """What a worker's file system holds, read-only: the Python runtime and its packages (the
+    folders on ``sys.path``), the system's libraries, and on a GPU machine what CUDA reads.
+    Computed in the zygote, after it dropped the repository from ``sys.path``."""
+    # ("/" is on sys.path as the zygote's working folder, from ``python -m``: not a library)
+    paths = {os.path.realpath(p) for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p)} - {"/"}
+    paths.add("/usr")
+    for top in ("/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.exists(top):
+            paths.add(top)  # a symlink into /usr on most systems: recreated as one
+    if os.path.exists("/dev/nvidiactl"):
+        paths.update({"/sys", "/etc/ld.so.cache"})  # the driver reads both (not measured: no GPU here)
+    ordered = sorted(paths)
+    return tuple(p for p in ordered if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in ordered))
+
+
+def _bind(source: str, target: str, *, writable: bool = False) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    _mount(source, target, None, MS_BIND | MS_REC)
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (0 if writable else MS_RDONLY | MS_NODEV)
+    _mount("none", target, None, flags)
+
+
+class PidNamespaces:
+    """Root only: the next child of this process (the zygote) starts a PID namespace of its
+    own, as its process 1; the processes it could start die with it, and its ``/proc`` shows
+    nothing else. ``for_next_child()`` before the fork, ``restore()`` after it."""
+
+    def __init__(self) -> None:
+        self.own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def for_next_child(self) -> None:
+        _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+
+    def restore(self) -> None:
+        _check(_libc.setns(self.own, CLONE_NEWPID), "setns(pid)")
+
+
+def _tmpfs(target: str, size: int, mode: str, *, readonly: bool = False) -> None:
+    os.makedirs(target, exist_ok=True)
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | (MS_RDONLY if readonly else 0), f"size={size},mode={mode}")
+
+
 def isolate(plan: dict) -> list[str]:
-    """Root only: private network, IPC and mount namespaces; fresh tmpfs where students may write;
-    empty read-only tmpfs over the solutions, the suites and the other submissions."""
+    """Root only: private network and IPC namespaces, and a file system of its own.
+
+    The worker's root is a new, read-only tmpfs holding only the ``runtime`` folders (bind
+    mounts, read-only), ``/dev`` with the few devices torch needs, a ``/proc`` of its own PID
+    namespace (the zygote forked it into a new one: it sees no other process), and a private,
+    size-capped ``/tmp`` and ``/dev/shm``. Nothing else exists: not the course, its ``.git``,
+    the solutions, the suites, the submissions, the results files, home folders or ``/run``.
+    Folders in ``hide`` that lie inside a runtime folder are covered by an empty tmpfs.
+    """
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET), "unshare")
     _mount("none", "/", None, MS_REC | MS_PRIVATE)  # our mounts must not leak to the host
-    size = f"size={int(plan.get('tmpfs_bytes', 64 << 20))},mode=1777"
-    for path in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    new = "/tmp"  # any folder will do: in this mount namespace it becomes the new root
+    _tmpfs(new, 1 << 20, "755")
+    runtime = runtime_paths()  # computed once in the zygote, inherited by every fork
+    for path in runtime:
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), new + path)
+        elif os.path.exists(path):
+            _bind(path, new + path)
     for path in plan.get("hide", []):
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=000")
-    os.makedirs("/tmp/work", mode=0o700)
+        if os.path.isdir(path) and any(path.startswith(r.rstrip("/") + "/") for r in runtime):
+            _tmpfs(new + path, 4096, "000", readonly=True)
+    size = int(plan.get("tmpfs_bytes", 64 << 20))
+    _tmpfs(new + "/dev", 64 << 10, "755")
+    for name in DEVICES + GPU_DEVICES + tuple(d for d in _gpu_nodes()):
+        if os.path.exists("/dev/" + name):
+            _bind("/dev/" + name, new + "/dev/" + name, writable=True)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new}/dev/{name}")
+    _tmpfs(new + "/dev/shm", size, "1777")
+    _tmpfs(new + "/tmp", size, "1777")
+    os.makedirs(new + "/var", exist_ok=True)
+    os.symlink("/tmp", new + "/var/tmp")
+    os.makedirs(new + "/proc")
+    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | 0x8)  # MS_NOEXEC
+    os.makedirs(new + "/tmp/work", mode=0o700)
     if plan.get("uid"):
-        os.chown("/tmp/work", int(plan["uid"]), int(plan["uid"]))
-    return ["network namespace (no network)", "IPC namespace", "mount namespace with private /tmp, /var/tmp, /dev/shm",
-            "solutions, suites and other submissions hidden"]
+        os.chown(new + "/tmp/work", int(plan["uid"]), int(plan["uid"]))
+    _enter_root(new)
+    pid_namespace = ["PID namespace (no other process visible)"] if os.getpid() == 1 else []
+    return ["network namespace (no network)", "IPC namespace", *pid_namespace,
+            "own read-only root: only the Python runtime and system libraries, private /tmp and /dev/shm"]
+
+
+def _gpu_nodes() -> list[str]:
+    try:
+        return [n for n in os.listdir("/dev") if n.startswith("nvidia") and n[6:].isdigit()]
+    except OSError:
+        return []
+
+
+def _enter_root(new: str) -> None:
+    """Make ``new`` the root, drop every trace of the old one, and make the root read-only."""
+    if _PIVOT_ROOT is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {platform.machine()}")
+    os.chdir(new)
+    _check(_libc.syscall(_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount old root")  # the old root was stacked under the new
+    os.chdir("/")
+    _mount("none", "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def set_limits(plan: dict) -> list[str]:
@@ -98,9 +204,11 @@ def drop_privileges(uid: int) -> list[str]:
 
 
 def watch_parent(parent: int) -> None:
-    """Die with the zygote. Set after setuid, which clears it; then close the race."""
+    """Die with the zygote. Set after setuid, which clears it; then close the race (in a PID
+    namespace of its own the parent is outside it and ``getppid()`` is 0: the channel's EOF
+    then ends a worker whose grader is gone)."""
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
-    if os.getppid() != parent:
+    if os.getppid() not in (parent, 0):
         os._exit(1)
 
 
@@ -118,7 +226,15 @@ DENIED_SYSCALLS = (
     # Signals to others: without a uid of its own, kill(-1) would reach every process of the
     # grader's user. A process may still signal its own threads (tgkill with its own pid).
     "kill", "tkill", "pidfd_send_signal", "pidfd_open",
+    # io_uring runs its requests in kernel threads the socket rule below never sees (it
+    # opened AF_INET and netlink sockets); handles and key/cross-process calls besides.
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "open_by_handle_at", "name_to_handle_at",
+    "kcmp", "process_madvise", "fanotify_init", "personality",
 )
+# prctl options that would undo a protection: dumpable again (ptrace, /proc/<pid>/mem), a
+# ptracer allowed, the memory map rewritten.
+PR_SET_MM, PR_SET_PTRACER = 35, 0x59616D61
+DENIED_PRCTL = (PR_SET_DUMPABLE, PR_SET_PTRACER, PR_SET_MM)
 
 
 def install_seccomp() -> list[str]:
@@ -136,10 +252,14 @@ def install_seccomp() -> list[str]:
     # clone3 passes its flags in memory seccomp cannot read: ENOSYS makes libc fall back to clone.
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     f.add_rule(sc.ERRNO(errno.EACCES), "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    f.add_rule(sc.ERRNO(errno.EACCES), "socketpair", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    for option in DENIED_PRCTL:
+        f.add_rule(sc.ERRNO(errno.EPERM), "prctl", sc.Arg(0, sc.EQ, option))
     for name in ("tgkill", "rt_tgsigqueueinfo", "rt_sigqueueinfo"):
         f.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.NE, os.getpid()))
     f.load()
-    return ["seccomp filter (no fork, exec, network sockets, signals to other processes, ptrace, mount, setuid)"]
+    return ["seccomp filter (no fork, exec, network sockets, io_uring, signals to other processes, ptrace, "
+            "dumpable again, mount, setuid)"]
 
 
 def apply(plan: dict, keep_fds: set[int], parent: int) -> tuple[list[str], str]:
@@ -151,6 +271,8 @@ def apply(plan: dict, keep_fds: set[int], parent: int) -> tuple[list[str], str]:
     if root and plan.get("namespaces", True):
         active += isolate(plan)
         scratch = "/tmp/work"
+    if cgroups.joined():
+        active.append("memory (all of it: heap, shared mappings, tmpfs) and process count capped by cgroups")
     close_inherited_fds(keep_fds)
     active.append("grader's descriptors closed")
     active += set_limits(plan)

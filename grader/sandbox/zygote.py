@@ -5,8 +5,10 @@ repository from ``sys.path``, then forks one worker per request. It never import
 solution, a suite or a hidden test, and never touches CUDA, so a worker finds nothing
 secret in its memory and CUDA can still be initialised after the fork.
 
-Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork"}`` with two descriptors (the
-worker's channel and its output file) -> ``{"pid": N}``; ``{"op": "reap", "pid": N}`` ->
+Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork", "isolate": bool, "uid": U,
+"memory_bytes": M, "processes": P}`` with two descriptors (the worker's channel and the write
+end of its output pipe) -> ``{"pid": N}`` (as root with ``isolate``: the worker is process 1
+of a new PID namespace, in its uid's memory and pids cgroups); ``{"op": "reap", "pid": N}`` ->
 ``{"status": "exit 0" | "signal 9"}``; ``{"op": "release", "pid": N}`` (no answer): reap it
 whenever it is gone, for a worker the grader killed and need not wait for; ``{"op": "link"}`` with one descriptor opens
 another control link (one per parallel slot); ``{"op": "sweep", "uid": U}`` (as root) kills every
@@ -40,7 +42,7 @@ try:  # the workers' seccomp filter; imported here once (~10 ms each time otherw
 except ImportError:
     pass
 
-from . import harden, worker  # noqa: E402
+from . import cgroups, harden, worker  # noqa: E402
 from .vjp import vjp  # noqa: E402
 
 
@@ -51,13 +53,17 @@ def _warm_up() -> None:
     done once in the zygote, every forked worker starts warm. One thread only (see above).
     """
     x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
-    # Under the kernel watch too: dispatch modes import modules lazily, and after the
-    # privilege drop a worker cannot read the standard library under /root any more.
-    with worker.KernelWatch(frozenset({"_softmax"}), set()):
-        y = (x @ x.transpose(-2, -1) / 2.0).masked_fill(torch.eye(2, dtype=torch.bool), float("-inf"))
-        y = (y - y.amax(dim=-1, keepdim=True)).exp()
-        y = y / y.sum(dim=-1, keepdim=True)
+    y = (x @ x.transpose(-2, -1) / 2.0).masked_fill(torch.eye(2, dtype=torch.bool), float("-inf"))
+    y = (y - y.amax(dim=-1, keepdim=True)).exp()
+    y = y / y.sum(dim=-1, keepdim=True)
+    # The kernel bans too: torch.library imports modules lazily, and a worker should not pay.
+    bans = worker.KernelBans(set())
+    bans.enforce(frozenset({"_softmax"}))
+    try:
         torch.softmax(y, -1)
+    except worker.BannedKernel:
+        pass
+    bans.enforce(frozenset())
     vjp([(y, torch.ones_like(y))], [x])  # as workers compute gradients
 
 
@@ -133,6 +139,58 @@ def _reaper(uid: int, channel: socket.socket) -> None:
         os._exit(0)
 
 
+_pid_namespaces: harden.PidNamespaces | None = None
+_slots: dict[int, cgroups.Slot] = {}  # uid -> its cgroups
+
+
+def _fork_worker(request: dict, fds: list[int], links: list[socket.socket]) -> int:
+    """Fork a worker on the descriptors ``fds`` (its channel, its output); as root, in a PID
+    namespace of its own and in its slot's cgroups, both before it reads a byte of the
+    submission (it waits for the grader's ``init``, sent only once this answers)."""
+    global _pid_namespaces
+    isolate = os.geteuid() == 0 and request.get("isolate", False)
+    if isolate and _pid_namespaces is None:
+        _pid_namespaces = harden.PidNamespaces()
+    uid = int(request.get("uid") or 0)
+    if isolate and uid and uid not in _slots:
+        _slots[uid] = cgroups.Slot.create(uid, int(request["memory_bytes"]), int(request["processes"]))
+    me = os.getpid()
+    try:
+        if isolate:
+            _pid_namespaces.for_next_child()
+        pid = os.fork()
+        if pid == 0:
+            for other in links:
+                other.close()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            worker.main(fds[0], fds[1], parent=me)  # never returns
+    finally:
+        if isolate:
+            _pid_namespaces.restore()
+        for fd in fds:
+            os.close(fd)
+    try:
+        if isolate and uid:
+            _slots[uid].join(pid)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # never let a worker run outside its limits
+        os.waitpid(pid, 0)
+        raise
+    return pid
+
+
+def _wait_for_heavy(released: dict[int, bool], children: set[int]) -> None:
+    """A big killed worker (a memory bomb) still tearing down would add its memory to the next
+    one's: wait until it is gone."""
+    for pid in [p for p in released if released[p]]:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        del released[pid]
+        children.discard(pid)
+
+
 def serve(main_link: socket.socket) -> None:
     """Answer requests on every link until the grader closes the main one.
 
@@ -170,24 +228,12 @@ def serve(main_link: socket.socket) -> None:
                     links.append(socket.socket(fileno=fds[0]))
                     link.send(b'{"linked": true}')
                 elif op == "fork":
-                    # A big killed worker (a memory bomb) still tearing down would add its
-                    # memory to the new one's: wait until it is gone.
-                    for pid in [p for p in released if released[p]]:
-                        try:
-                            os.waitpid(pid, 0)
-                        except ChildProcessError:
-                            pass
-                        del released[pid]
-                        children.discard(pid)
-                    me = os.getpid()
-                    pid = os.fork()
-                    if pid == 0:
-                        for other in links:
-                            other.close()
-                        signal.signal(signal.SIGINT, signal.SIG_DFL)
-                        worker.main(fds[0], fds[1], parent=me)  # never returns
-                    for fd in fds:
-                        os.close(fd)
+                    try:
+                        _wait_for_heavy(released, children)
+                        pid = _fork_worker(request, fds, links)
+                    except Exception as exc:  # noqa: BLE001 - say why, keep serving the other slots
+                        link.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode())
+                        continue
                     children.add(pid)
                     link.send(json.dumps({"pid": pid}).encode())
                 elif op == "reap":
@@ -211,8 +257,16 @@ def serve(main_link: socket.socket) -> None:
             except OSError:
                 pass
         for pid, channel in _reapers.values():
-            channel.close()  # the reaper reads EOF and exits
+            channel.close()
+            os.kill(pid, signal.SIGKILL)  # not only EOF: a worker forked before may hold the channel too
             os.waitpid(pid, 0)
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)  # a cgroup can be removed only once its processes are gone
+            except ChildProcessError:
+                pass
+        for slot in _slots.values():
+            slot.remove()
 
 
 def main() -> None:
@@ -220,6 +274,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     harden.watch_parent(int(sys.argv[2]))  # a killed grader takes its zygote (and so its workers) along
     _forget_repository()
+    harden.runtime_paths()  # what a worker's root holds: computed once, inherited by every fork
     _warm_up()
     os.chdir("/")
     try:

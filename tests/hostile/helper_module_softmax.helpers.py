@@ -1,0 +1,5 @@
+import torch
+
+
+def normalise(x, dim):
+    return torch.softmax(x, dim)
