@@ -29,6 +29,7 @@ from .submission import Submission
 WORKER_START_SECONDS = 10.0
 MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
 MEMORY_NEAR_LIMIT = 0.75  # a worker that hung with this share of memory_mb in use: a memory bomb
+MEMORY_GROWING = 0.25     # ... this share: its timeout message says how far its memory grew
 CGROUP_HEADROOM_BYTES = 256 << 20  # above RLIMIT_DATA: the worker's share of torch's pages, page tables
 
 
@@ -433,9 +434,14 @@ class StudentCode:
         if isinstance(exc, WorkerTimeout) and self.deadline is not None and time.monotonic() >= self.deadline:
             return self._budget_fault()
         if isinstance(exc, WorkerTimeout):
+            slot = self._slot()
+            peak = slot.peak_bytes() >> 20 if slot is not None else 0
+            limit = int(self.course.sandbox.memory_mb)
+            why = ("an infinite loop, or a very slow computation?" if peak < MEMORY_GROWING * limit else
+                   f"its memory grew to {peak} MiB of the {limit} MiB allowed: a list or tensor that keeps growing?")
             fault: faults.StudentFault = faults.TimeoutFault(
-                f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
-                "computation?). The remaining tests of this exercise were not run.")
+                f"{name} did not finish within {exercise.time_limit:g} s ({why}). "
+                "The remaining tests of this exercise were not run.")
         else:
             how = {"exit 0": "exited (os._exit or a similar call?)"}.get(exc.status, f"ended ({exc.status})")
             fault = faults.CrashFault(f"the Python process running {name} {how} during this call"
@@ -461,7 +467,7 @@ class StudentCode:
     def _slot(self) -> "cgroups.Slot | None":
         if "uid" not in self.plan:
             return None
-        if self.cgroup is None:
+        if self.cgroup is None or not self.cgroup.dirs:  # the zygote creates them at the slot's first fork
             self.cgroup = cgroups.Slot.existing(int(self.plan["uid"]))
         return self.cgroup if self.cgroup.dirs else None
 
