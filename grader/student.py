@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 
 from . import faults
-from .course import Course, Exercise
+from .course import DEFAULT_ALLOWED_IMPORTS, Course, Exercise
 from .forbidden import Violation, describe, exercise_violations, scan_notebook
 from .sandbox import cgroups, codec
 from .sandbox.capture import OutputCapture
@@ -315,7 +315,8 @@ class StudentCode:
                 self.dead[exercise.id] = fault
             return _lost(fault)
         if not answer.get("ok"):
-            return Reply(None, [], _describe(exercise, answer.get("error") or {}, request["op"]), worker.last_digest)
+            fault = _describe(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports)
+            return Reply(None, [], fault, worker.last_digest)
         return Reply(answer, out, None, worker.last_digest)
 
     def serve(self, replies: list[tuple[bytes, "Reply"]]) -> None:
@@ -527,9 +528,11 @@ def _text(error: Any, key: str, limit: int, default: str = "") -> str:
     return _clip(value, limit) if isinstance(value, str) and value else default
 
 
-def _describe(exercise: Exercise, error: Any, op: str) -> faults.StudentFault:
+def _describe(exercise: Exercise, error: Any, op: str,
+              allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS) -> faults.StudentFault:
     """Words for an error the worker reported. Its fields are untrusted: each is read as text
-    of a bounded length (or a line number), and left out when it is anything else."""
+    of a bounded length (or a line number), and left out when it is anything else.
+    ``allowed_imports``: the course's (``policy.allowed_imports``), named in an import error."""
     kind = _text(error, "kind", 40)
     name = exercise.function
     where = _where(error)
@@ -548,7 +551,7 @@ def _describe(exercise: Exercise, error: Any, op: str) -> faults.StudentFault:
         module = _text(error, "module", 60)
         missing = f" the module {module!r} is not available" if module else f" {raised}"
         return faults.ErrorFault(f"importing {exercise.filename} failed:{missing}{where}. "
-                                 "Only torch, numpy, the standard library and your own exercise files can be imported.")
+                                 f"Only {', '.join(allowed_imports)} and your own exercise files can be imported.")
     if kind == "exit":
         return faults.ErrorFault(f"your code called sys.exit() or raised SystemExit{where}. Return a value instead.")
     if kind == "not_differentiable":

@@ -63,7 +63,7 @@ def close_inherited_fds(keep: set[int]) -> None:
                 pass
 
 
-MS_BIND, MS_REMOUNT, MNT_DETACH = 0x1000, 0x20, 0x2
+MS_NOEXEC, MS_BIND, MS_REMOUNT, MNT_DETACH = 0x8, 0x1000, 0x20, 0x2
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
 
 # The devices a worker may open: nothing but these (and a GPU's, when the machine has one).
@@ -133,18 +133,20 @@ def isolate(plan: dict) -> list[str]:
     _mount("none", "/", None, MS_REC | MS_PRIVATE)  # our mounts must not leak to the host
     new = "/tmp"  # any folder will do: in this mount namespace it becomes the new root
     _tmpfs(new, 1 << 20, "755")
-    runtime = runtime_paths()  # computed once in the zygote, inherited by every fork
-    for path in runtime:
-        if os.path.islink(path):
-            os.symlink(os.readlink(path), new + path)
-        elif os.path.exists(path):
-            _bind(path, new + path)
-    for path in plan.get("hide", []):
-        if os.path.isdir(path) and any(path.startswith(r.rstrip("/") + "/") for r in runtime):
-            _tmpfs(new + path, 4096, "000", readonly=True)
+    _scratch_and_devices(new, plan)
+    _runtime(new, plan.get("hide", []))
+    _enter_root(new)
+    pid_namespace = ["PID namespace (no other process visible)"] if os.getpid() == 1 else []
+    return ["network namespace (no network)", "IPC namespace", *pid_namespace,
+            "own read-only root: only the Python runtime and system libraries, private /tmp and /dev/shm"]
+
+
+def _scratch_and_devices(new: str, plan: dict) -> None:
+    """``/dev`` (a few devices), ``/proc``, and the private, size-capped ``/tmp`` (with the
+    student's ``/tmp/work``) and ``/dev/shm`` of the root being built at ``new``."""
     size = int(plan.get("tmpfs_bytes", 64 << 20))
     _tmpfs(new + "/dev", 64 << 10, "755")
-    for name in DEVICES + GPU_DEVICES + tuple(d for d in _gpu_nodes()):
+    for name in (*DEVICES, *GPU_DEVICES, *_gpu_nodes()):
         if os.path.exists("/dev/" + name):
             _bind("/dev/" + name, new + "/dev/" + name, writable=True)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
@@ -152,17 +154,31 @@ def isolate(plan: dict) -> list[str]:
         os.symlink(target, f"{new}/dev/{name}")
     _tmpfs(new + "/dev/shm", size, "1777")
     _tmpfs(new + "/tmp", size, "1777")
-    os.makedirs(new + "/var", exist_ok=True)
-    os.symlink("/tmp", new + "/var/tmp")
-    os.makedirs(new + "/proc")
-    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | 0x8)  # MS_NOEXEC
     os.makedirs(new + "/tmp/work", mode=0o700)
     if plan.get("uid"):
         os.chown(new + "/tmp/work", int(plan["uid"]), int(plan["uid"]))
-    _enter_root(new)
-    pid_namespace = ["PID namespace (no other process visible)"] if os.getpid() == 1 else []
-    return ["network namespace (no network)", "IPC namespace", *pid_namespace,
-            "own read-only root: only the Python runtime and system libraries, private /tmp and /dev/shm"]
+    os.makedirs(new + "/proc")
+    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _runtime(new: str, hide: list[str]) -> None:
+    """The runtime folders, read-only (a runtime under /tmp lands on the private tmpfs, which
+    is fine); then an empty tmpfs over each folder of ``hide`` inside them, and over the grader
+    package itself when it was installed into site-packages (its suites, its misconception
+    library): the worker imported all it needs of it before the fork."""
+    runtime = runtime_paths()  # computed once in the zygote, inherited by every fork
+    for path in runtime:
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), new + path)
+        elif os.path.exists(path):
+            _bind(path, new + path)
+    if not os.path.lexists(new + "/var/tmp"):
+        os.makedirs(new + "/var", exist_ok=True)
+        os.symlink("/tmp", new + "/var/tmp")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in [*hide, package]:
+        if os.path.isdir(path) and any(path.startswith(r.rstrip("/") + "/") for r in runtime):
+            _tmpfs(new + path, 4096, "000", readonly=True)
 
 
 def _gpu_nodes() -> list[str]:
