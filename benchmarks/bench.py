@@ -48,9 +48,14 @@ WRONG = {
                   "    if mask is not None:\n        s = s.masked_fill(mask, float('-inf'))\n"
                   "    w = torch.softmax(s, dim=-1)\n    return w @ V, w\n"],
 }
+# An infinite loop, a crash and a memory bomb, all allowed by the course's policy (so that the
+# sandbox, not the static scan, stops them): the crash is a C stack overflow (SIGSEGV) from
+# maps nested deeper and deeper, builtins only.
 HOSTILE = {
     "softmax": ["def softmax(x, dim=-1):\n    while True:\n        pass\n",
-                "import os\n\ndef softmax(x, dim=-1):\n    os._exit(0)\n",
+                "def softmax(x, dim=-1):\n    depth = 1 << 14\n    while True:\n        chain = iter([x])\n"
+                "        for _ in range(depth):\n            chain = map(abs, chain)\n        next(chain)\n"
+                "        depth *= 2\n",
                 "def softmax(x, dim=-1):\n    hog = []\n    while True:\n        hog.append([0] * 100_000)\n"],
 }
 

@@ -212,9 +212,33 @@ def to_markdown(text: str) -> str:
 # ---------------------------------------------------------------- the student README
 
 
+def _policy_paragraph(course: Course) -> str:
+    """What graded code may import and use, from course.yaml's ``policy:`` (empty when the
+    course turns the static scan off)."""
+    policy = course.policy
+    if not policy.static_scan:
+        return ""
+    quoted = lambda names: ", ".join(f"`{n}`" for n in names)  # noqa: E731
+    reflective = [b.removeprefix("builtins.") for b in policy.blocked if b.startswith("builtins.")]
+    machinery = [b for b in policy.blocked if not b.startswith("builtins.")]
+    rules = [f"import only {quoted(policy.allowed_imports)} and your own exercise files" if policy.allowed_imports
+             else "import only your own exercise files"]
+    if reflective:
+        rules.append(f"not use {quoted(reflective)}")
+    rules.append("not use double-underscore attributes such as `x.__class__` (writing `__init__` and calling "
+                 "`super().__init__()` are fine) or a library's private `_names`")
+    if machinery:
+        more = " and the others under `policy: blocked` in `course.yaml`" if len(machinery) > 4 else ""
+        rules.append(f"not reach into a library's machinery ({quoted(machinery[:4])}{more})")
+    return (f"\nAll graded code (every file you hand in and every notebook cell) may {'; may '.join(rules)}. "
+            "An exercise whose file, or a file it imports, has such a line scores 0 without running, and a "
+            "notebook cell with one is not run; the message names the line and what to write instead.\n")
+
+
 def student_readme(course: Course, notebook: str, *, flavour: str = "grader") -> str:
     exercises = "\n".join(f"{n}. `{e.id}`: {e.title} ({e.points:g} points)" for n, e in enumerate(course.exercises, 1))
     banned = "\n".join(f"- `{e.id}`: " + ", ".join(f"`{b}`" for b in e.banned) for e in course.exercises if e.banned)
+    policy = _policy_paragraph(course)
     if flavour == "otter":
         notebook_check = (f"In `{notebook}`, run the first code cell, then the `grader.check(\"softmax\")` cell after "
                           "each exercise: otter-grader runs that exercise's public tests (the files in `tests/`, "
@@ -282,7 +306,7 @@ $ .venv/bin/python -m grader check softmax    # one exercise
   using one scores 0 for that exercise:
 
 {banned}
-
+{policy}
 ## Hand in
 
 Hand in what your instructor asks for: the notebook `{notebook}` (its code cells run in order

@@ -28,6 +28,19 @@ def make_submission(folder: Path, overrides: dict[str, str | None] | None = None
     return folder
 
 
+def scan_off_course(folder: Path) -> Path:
+    """A course folder with the repo's exercises, solutions and suites and ``policy: {static_scan:
+    false}``: code the scan would stop runs in the worker. Returns its course.yaml."""
+    (folder / "grader").mkdir(parents=True, exist_ok=True)
+    for name in ("solutions", "exercises"):
+        (folder / name).symlink_to(ROOT / name)
+    (folder / "grader" / "suites").symlink_to(ROOT / "grader" / "suites")
+    text = (ROOT / "course.yaml").read_text()
+    start, end = text.index("\npolicy:"), text.index("\ndefaults:")
+    (folder / "course.yaml").write_text(text[:start] + "\npolicy:\n  static_scan: false\n" + text[end:])
+    return folder / "course.yaml"
+
+
 def run_grader(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)

@@ -8,11 +8,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import by_name, exercise_scores, grade_json, make_submission, solution_sources
+from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, scan_off_course, solution_sources
+from grader.course import load_course
+from grader.student import _describe
 
 NOTEBOOK_ATTENTION = solution_sources()["attention"].replace(
     "from .apply_weights import apply_attention_weights\nfrom .attention_scores import attention_scores\nfrom .softmax import softmax\n", "")
 
+MISSING_MODULE = "import scipy_special_thing\n\ndef softmax(x, dim=-1):\n    return x\n"
 WRONG_SOFTMAX = "import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=dim, keepdim=True)\n"
 
 
@@ -39,7 +42,7 @@ def formats(tmp_path_factory) -> dict[str, dict]:
     make_submission(root / "syntax_error", {"softmax": "def softmax(x, dim=-1)\n    return x\n"})
     make_submission(root / "misnamed_function", {"softmax": "def sofmax(x, dim=-1):\n    return x\n"})
     make_submission(root / "misnamed_file", {"attention": None, "atention": solution_sources()["attention"]})
-    make_submission(root / "missing_module", {"softmax": "import scipy_special_thing\n\ndef softmax(x, dim=-1):\n    return x\n"})
+    make_submission(root / "missing_module", {"softmax": MISSING_MODULE})
     make_submission(root / "raises", {"softmax": "def softmax(x, dim=-1):\n    raise ValueError('oops')\n"})
     (root / "latin1").mkdir()
     make_submission(root / "latin1", {})
@@ -91,9 +94,32 @@ def test_misnamed_file_gets_did_you_mean(formats):
     assert status == "not_implemented" and "atention.py" in message and "attention.py" in message
 
 
-def test_import_error_names_the_module(formats):
+def test_import_not_allowed_names_the_module_and_the_fix(formats):
+    """Does the scan stop an import the course does not allow, naming the file, the line, the
+    module and what can be imported instead (the course's allowed_imports)?"""
     status, message = messages(formats, "missing_module", "softmax")[0]
-    assert status == "error" and "scipy_special_thing" in message
+    assert status == "forbidden" and "softmax.py line 1" in message and "scipy_special_thing" in message
+    allowed = load_course(ROOT / "course.yaml").policy.allowed_imports
+    assert f"Only {', '.join(allowed)} and your own exercise files can be imported" in message
+
+
+def test_import_error_names_the_module(tmp_path):
+    """With the scan off, so that the import runs in the worker: does a module that is not
+    installed give an error naming the module and the line?"""
+    course = scan_off_course(tmp_path / "course")
+    sub = make_submission(tmp_path / "missing_module", {"softmax": MISSING_MODULE})
+    (report,) = grade_json(tmp_path, sub, extra=("--course", str(course)))["submissions"]
+    status, message = messages({"missing_module": report}, "missing_module", "softmax")[0]
+    assert status == "error" and "'scipy_special_thing'" in message and "softmax.py line 1" in message
+
+
+def test_import_error_text_names_the_course_policy():
+    """Does the worker's import_error report name the module and the course's allowed imports
+    (policy.allowed_imports, not a fixed list)?"""
+    softmax = load_course(ROOT / "course.yaml").exercise("softmax")
+    fault = _describe(softmax, {"kind": "import_error", "module": "scipy_special_thing"}, "load", ("torch", "math"))
+    assert fault.status == "error" and "'scipy_special_thing'" in fault.message
+    assert "Only torch, math and your own exercise files can be imported" in fault.message
 
 
 def test_exception_names_the_line(formats):

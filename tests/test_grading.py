@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IDS, ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores
+from conftest import IDS, ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, scan_off_course
 
 # attention written out in full, so that a mistake planted in another exercise cannot
 # leak into it: each wrong implementation below must cost exactly its own exercise.
@@ -37,13 +37,33 @@ WRONG = {
     "returns_weights_first": ("attention", {"attention": ATTENTION_INLINE.replace("return weights @ V, weights", "return weights, weights @ V")}),
 }
 
-# name -> (the exercise that misbehaves, its source): the other three must keep full marks.
+# A C stack overflow with nothing but builtins (each map's next calls the one inside it, with
+# no recursion check): the worker dies of SIGSEGV during the call, under the default policy.
+# Deeper and deeper chains, so that it crashes within milliseconds at any usual stack size (8 MiB:
+# about 60,000 maps).
+STACK_OVERFLOW = """def softmax(x, dim=-1):
+    depth = 1 << 14
+    while True:
+        chain = iter([x])
+        for _ in range(depth):
+            chain = map(abs, chain)
+        next(chain)
+        depth *= 2
+"""
+
+# name -> (the exercise that misbehaves, its source, the status of its tests): the other
+# three must keep full marks. Graded with the course's policy: nothing here trips the scan.
 MISBEHAVING = {
-    "sys_exit": ("softmax", "import sys\n\ndef softmax(x, dim=-1):\n    sys.exit(0)\n", "error"),
-    "os_exit": ("softmax", "import os\n\ndef softmax(x, dim=-1):\n    os._exit(0)\n", "crashed"),
+    "sys_exit": ("softmax", "def softmax(x, dim=-1):\n    raise SystemExit(0)\n", "error"),
+    "segfault": ("softmax", STACK_OVERFLOW, "crashed"),
     "keyboard_interrupt": ("apply_weights", "def apply_attention_weights(weights, V):\n    raise KeyboardInterrupt\n", "error"),
     "infinite_loop": ("attention_scores", "def attention_scores(Q, K):\n    while True:\n        pass\n", "timeout"),
     "loop_at_import": ("apply_weights", "while True:\n    pass\n", "timeout"),
+}
+# The same, graded with the scan off (``policy: {static_scan: false}``): code the scan stops
+# (import os) runs in the worker, so that only the sandbox holds.
+MISBEHAVING_SCAN_OFF = {
+    "os_exit": ("softmax", "import os\n\ndef softmax(x, dim=-1):\n    os._exit(0)\n", "crashed"),
 }
 
 PATCHING_ZEROS = {name: f'''import torch
@@ -64,16 +84,22 @@ def {function}(*args, **kwargs):
 
 @pytest.fixture(scope="session")
 def batch(tmp_path_factory) -> dict[str, dict]:
-    """One batch holding every case below, graded once by the CLI."""
+    """Every case below, graded by the CLI in two batches: one with the course's policy, one
+    (MISBEHAVING_SCAN_OFF, patches_comparisons) with the static scan off."""
     root = tmp_path_factory.mktemp("batch")
     for name, (_, overrides) in WRONG.items():
         make_submission(root / name, dict(overrides, attention=overrides.get("attention", ATTENTION_INLINE)))
     for name, (exercise, source, _) in MISBEHAVING.items():
         make_submission(root / name, {exercise: source, "attention": ATTENTION_INLINE})
-    make_submission(root / "patches_comparisons", PATCHING_ZEROS)
     make_submission(root / "correct_in_exercises_folder", layout="exercises")
     (root / "empty").mkdir()
-    return by_name(grade_json(tmp_path_factory.mktemp("out"), root))
+    scan_off = tmp_path_factory.mktemp("batch_scan_off")
+    for name, (exercise, source, _) in MISBEHAVING_SCAN_OFF.items():
+        make_submission(scan_off / name, {exercise: source, "attention": ATTENTION_INLINE})
+    make_submission(scan_off / "patches_comparisons", PATCHING_ZEROS)
+    course = scan_off_course(tmp_path_factory.mktemp("course_scan_off"))
+    return (by_name(grade_json(tmp_path_factory.mktemp("out"), root))
+            | by_name(grade_json(tmp_path_factory.mktemp("out_scan_off"), scan_off, extra=("--course", str(course)))))
 
 
 def test_reference_scores_full_marks(reference_report):
@@ -104,10 +130,10 @@ def test_wrong_implementation_loses_points_only_in_its_exercise(batch, reference
     assert {i: s for i, s in scores.items() if i != wrong_exercise} == {i: s for i, s in full.items() if i != wrong_exercise}
 
 
-@pytest.mark.parametrize("name", MISBEHAVING)
+@pytest.mark.parametrize("name", [*MISBEHAVING, *MISBEHAVING_SCAN_OFF])
 def test_misbehaving_exercise_costs_only_itself(batch, reference_report, name):
-    """Does sys.exit, os._exit, KeyboardInterrupt or a hang cost only that exercise?"""
-    exercise, _, status = MISBEHAVING[name]
+    """Does SystemExit, a segfault, os._exit, KeyboardInterrupt or a hang cost only that exercise?"""
+    exercise, _, status = (MISBEHAVING | MISBEHAVING_SCAN_OFF)[name]
     submission = batch[name]
     scores, full = exercise_scores(submission), max_scores(reference_report)
     assert scores[exercise] == 0
@@ -117,8 +143,12 @@ def test_misbehaving_exercise_costs_only_itself(batch, reference_report, name):
 
 
 def test_patching_the_comparisons_changes_nothing(batch):
-    """Does a submission that patches torch.allclose & co. and returns zeros score 0?"""
-    assert batch["patches_comparisons"]["score"] == 0
+    """Graded with the scan off, so that its patching of torch.allclose, torch.equal and
+    Tensor.__eq__ runs in the worker: does a submission that returns zeros still score 0
+    (the comparisons run in the grader), every test failed, none stopped before running?"""
+    submission = batch["patches_comparisons"]
+    assert submission["score"] == 0
+    assert {t["status"] for e in submission["exercises"] for t in e["tests"]} == {"failed"}
 
 
 def test_exercises_subfolder_layout(batch, reference_report):

@@ -27,7 +27,9 @@ from grader.results import SubmissionResult  # noqa: E402
 NOTEBOOK = "attention_step_by_step.ipynb"
 UNSCALED = "def attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1)\n"
 # Wrong code, then everything a notebook can patch in the kernel that otter executes: the
-# comparisons, otter's test classes and scores, and finally the kernel itself.
+# comparisons, otter's test classes and scores, and finally the kernel itself. The static scan
+# stops the first and the os._exit cell (not run); the otter imports are check lines, dropped;
+# the last cell, plain builtins, ends the Python process (a C stack overflow: SIGSEGV).
 TAMPERING = (
     "import torch\nfor name in ('allclose', 'equal'):\n    setattr(torch, name, lambda *a, **k: True)\n"
     "torch.testing.assert_close = lambda *a, **k: None\n",
@@ -38,6 +40,8 @@ TAMPERING = (
     "ExceptionTestFile.run = run\n"
     "TestFile.score = property(lambda self: self.possible)\n",
     "import os\nos._exit(0)\n",
+    "depth = 1 << 14\nwhile True:\n    chain = iter([0])\n    for _ in range(depth):\n        chain = map(abs, chain)\n"
+    "    next(chain)\n    depth *= 2\n",
 )
 GRADESCOPE_VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
 
@@ -162,14 +166,17 @@ def test_otter_run_gives_our_scores(graded):
 
 
 def test_otter_shows_our_messages(graded):
-    """Do students read our explanation of a failure in otter's results (and the staff note about
-    the cell that ended the process)?"""
+    """Do students read our explanation of a failure in otter's results (and our CLI's notes on
+    the notebook's cells: those the scan did not run, the one that ended the process)?"""
     results = graded["otter"]["wrong"]
     softmax = exercise_entries(results)["softmax"]["output"]
     assert "test_large_logits_do_not_overflow" in softmax and "NaN" in softmax
     public = next(t for t in results["tests"] if t["name"] == "Public Tests")
     assert public["visibility"] == "visible" and "test_large_negative_logits" not in public["output"]  # hidden
-    assert "ended the Python process" in graded["otter"]["tampering"]["output"]
+    notes, ours = graded["otter"]["tampering"]["output"], graded["ours"]["tampering"]["errors"]
+    assert all(note in notes for note in ours)
+    assert any("imports os" in note and "The cell was not run." in note for note in ours)
+    assert any("ended the Python process" in note for note in ours)
 
 
 def test_results_json_has_gradescope_shape(graded):

@@ -182,6 +182,9 @@ def test_the_bundle_holds_what_students_need(bundle):
     readme = (bundle / "README.md").read_text()
     assert "python -m grader check" in readme and "attention_step_by_step.ipynb" in readme
     assert "torch==2.13.0" in readme and "hidden tests" in readme
+    policy = load_course(ROOT / "course.yaml").policy  # what graded code may use, from course.yaml
+    assert "may import only " + ", ".join(f"`{m}`" for m in policy.allowed_imports) in readme
+    assert "`getattr`" in readme and "`open`" in readme and "`torch.ops`" in readme
 
 
 def test_nothing_secret_is_in_the_bundle(bundle):
