@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -28,16 +29,20 @@ def make_submission(folder: Path, overrides: dict[str, str | None] | None = None
     return folder
 
 
-def scan_off_course(folder: Path) -> Path:
+def scan_off_course(folder: Path, sandbox: dict[str, float] | None = None, time_limit: float | None = None) -> Path:
     """A course folder with the repo's exercises, solutions and suites and ``policy: {static_scan:
-    false}``: code the scan would stop runs in the worker. Returns its course.yaml."""
+    false}``: code the scan would stop runs in the worker. ``sandbox`` overrides limits of
+    course.yaml's ``sandbox:``, ``time_limit`` the default per-call limit. Returns its course.yaml."""
     (folder / "grader").mkdir(parents=True, exist_ok=True)
     for name in ("solutions", "exercises"):
         (folder / name).symlink_to(ROOT / name)
     (folder / "grader" / "suites").symlink_to(ROOT / "grader" / "suites")
-    text = (ROOT / "course.yaml").read_text()
-    start, end = text.index("\npolicy:"), text.index("\ndefaults:")
-    (folder / "course.yaml").write_text(text[:start] + "\npolicy:\n  static_scan: false\n" + text[end:])
+    course = yaml.safe_load((ROOT / "course.yaml").read_text())
+    course["policy"] = {"static_scan": False}
+    course["sandbox"].update(sandbox or {})
+    if time_limit is not None:
+        course["defaults"]["time_limit"] = time_limit
+    (folder / "course.yaml").write_text(yaml.safe_dump(course, sort_keys=False))
     return folder / "course.yaml"
 
 

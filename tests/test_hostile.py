@@ -21,9 +21,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores
+from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, scan_off_course
 from test_grading import ATTENTION_INLINE
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
@@ -76,22 +75,6 @@ LIMIT_CASES = {
 LIMITS = {"memory_mb": 512, "time_limit": 8, "submission_seconds": 15}
 
 
-def course_copy(folder: Path, policy: dict, sandbox: dict[str, float] | None = None,
-                time_limit: float | None = None) -> Path:
-    """A course folder using the repo's exercises, solutions and suites, with its own course.yaml."""
-    (folder / "grader").mkdir(parents=True)
-    for name in ("solutions", "exercises"):
-        (folder / name).symlink_to(ROOT / name)
-    (folder / "grader" / "suites").symlink_to(ROOT / "grader" / "suites")
-    course = yaml.safe_load((ROOT / "course.yaml").read_text())
-    course["policy"] = policy
-    course["sandbox"].update(sandbox or {})
-    if time_limit is not None:
-        course["defaults"]["time_limit"] = time_limit
-    (folder / "course.yaml").write_text(yaml.safe_dump(course, sort_keys=False))
-    return folder / "course.yaml"
-
-
 def worker_processes(uids: set[int]) -> list[str]:
     """Processes still running as the run's sandbox uids, or the daemon a case tried to leave."""
     out = subprocess.run(["ps", "-eo", "uid=,stat=,args="], capture_output=True, text=True).stdout
@@ -138,7 +121,7 @@ def hostile(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def sandbox_only(tmp_path_factory) -> dict:
     """The corpus with the static scan off: the sandbox alone."""
-    course = course_copy(tmp_path_factory.mktemp("open-course"), {"static_scan": False})
+    course = scan_off_course(tmp_path_factory.mktemp("open-course"))
     cases = {c: CASES[c][0] for c in CASES if CASES[c][2] is not SCAN_ONLY} | EXTRA
     return grade_corpus(tmp_path_factory, cases, course)
 
@@ -147,7 +130,7 @@ def sandbox_only(tmp_path_factory) -> dict:
 def limits(tmp_path_factory) -> dict:
     """The limit cases, scan off, with a small memory cap and a short time budget."""
     sandbox = {"memory_mb": LIMITS["memory_mb"], "submission_seconds": LIMITS["submission_seconds"]}
-    course = course_copy(tmp_path_factory.mktemp("tight-course"), {"static_scan": False}, sandbox, LIMITS["time_limit"])
+    course = scan_off_course(tmp_path_factory.mktemp("tight-course"), sandbox, LIMITS["time_limit"])
     return grade_corpus(tmp_path_factory, {c: e for c, (e, _) in LIMIT_CASES.items()}, course)
 
 
