@@ -29,6 +29,7 @@ cell, the line, and what to write instead.
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import importlib
 import importlib.util
@@ -256,10 +257,49 @@ def _name_problem(name: str, policy: Policy) -> tuple[str, str] | None:
     for module in found.passed:
         if _module_problem(module, policy):
             return f"reaches the module {module} through {name}, which graded code may not use", _only(policy)
+    home = _home(found.target)
+    if home is not None and _home_problem(home, policy):
+        return (f"uses {name}, which is {home}: graded code may not use {home.rpartition('.')[0] or home}",
+                _only(policy) if not home.startswith("builtins") else _LIBRARY_FIX)
     for part in found.rest:  # past a class, judged by name as on any object (torch.ByteStorage.from_file)
         if part in _reached(policy):
             return _reached_problem(part, policy)
     return None
+
+
+# Modules whose functions a standard module re-exports under its own name (``os.getcwd`` is
+# ``posix.getcwd``), besides the underscore ones (``_functools`` for ``functools``).
+_C_MODULES = {"posix": "os", "nt": "os", "posixpath": "os.path", "ntpath": "os.path"}
+
+
+def _home(target: object) -> str | None:
+    """Where a function or class found in an allowed module really comes from: its defining
+    module and name (``torch.autograd.profiler_util.attrgetter`` is ``operator.attrgetter``).
+    A C accelerator module counts as its Python module (``_functools.reduce``: ``functools``);
+    a built-in type that has no name in ``builtins`` (``types.FunctionType``) is ``builtins``."""
+    if target is None or isinstance(target, types.ModuleType) or not callable(target):
+        return None
+    module = getattr(target, "__module__", None)
+    if not isinstance(module, str) or not module:
+        return None
+    top, _, rest = module.partition(".")
+    top = _C_MODULES.get(top, top[1:] if top.startswith("_") and top[1:] in sys.stdlib_module_names else top)
+    module = top + (f".{rest}" if rest else "")
+    name = getattr(target, "__name__", None)
+    if module == "builtins":
+        return f"builtins.{name}" if isinstance(name, str) and getattr(builtins, name, None) is target else "builtins"
+    return f"{module}.{name}" if isinstance(name, str) else module
+
+
+@functools.lru_cache(maxsize=4096)
+def _home_problem(home: str, policy: Policy) -> bool:
+    """Is the home of an object (``_home``) a module, or a builtin, the policy keeps out?"""
+    if home == "builtins":
+        return True  # a Python internal type (function, code, frame...) under another name
+    if home.startswith("builtins."):
+        return _under(home, policy.blocked) is not None
+    module = home.rpartition(".")[0] or home
+    return _under(module, policy.allowed_imports) is None or _under(home, policy.blocked) is not None
 
 
 @functools.lru_cache(maxsize=256)

@@ -64,6 +64,10 @@ CASES = {
     "run_lock_channel": ("softmax", {"forbidden"}, {"error"}),
     "io_uring_socket": ("softmax", {"forbidden"}, {"error"}),
     "dumpable_again": ("softmax", {"forbidden"}, {"error"}),
+    # red team, second round
+    "softmax_via_attrgetter_gadget": ("softmax", {"forbidden"}, SCAN_ONLY),
+    "softmax_via_sparse_tensor": ("softmax", {"forbidden"}, {"forbidden"}),
+    "softmax_via_mkldnn_tensor": ("softmax", {"forbidden"}, {"forbidden"}),
 }
 # Graded too, with checks of their own below: they keep (some of) their points.
 EXTRA = {"write_outside": "softmax", "rewrite_printed_output": "softmax"}
@@ -179,8 +183,14 @@ def test_a_helper_file_is_scanned_too(hostile):
 def test_a_banned_kernel_is_refused_at_the_dispatcher(sandbox_only):
     """With the scan off and the worker's Python objects patched, is a library softmax fetched
     by a string lookup still refused, by the kernel that replaced it in torch's dispatcher?"""
-    for case in ("softmax_via_vars_lookup", "helper_module_softmax"):
-        assert "aten._softmax" in messages(sandbox_only["results"][case])
+    for case, kernel in (("softmax_via_vars_lookup", "_softmax"), ("helper_module_softmax", "_softmax"),
+                         ("softmax_via_sparse_tensor", "_sparse_softmax"), ("softmax_via_mkldnn_tensor", "_softmax")):
+        assert f"aten.{kernel} " in messages(sandbox_only["results"][case])
+
+
+def test_an_alias_is_judged_by_what_it_is(hostile):
+    """Is operator.attrgetter, re-exported under a public torch name, refused as operator's?"""
+    assert "which is operator.attrgetter" in messages(hostile["results"]["softmax_via_attrgetter_gadget"])
 
 
 @needs_root

@@ -99,7 +99,13 @@ class KernelBans:
     which student code reaches only through reflection, which the static scan forbids.
     """
 
+    # Where a replacement goes: CPU and CUDA always, every other backend that has a kernel of
+    # its own for the operator (an MKLDNN, sparse or nested tensor skips the CPU key), and the
+    # composite keys, which serve every backend without a kernel of its own.
     KEYS = ("CPU", "CUDA")
+    BACKENDS = ("MkldnnCPU", "SparseCPU", "SparseCUDA", "SparseCsrCPU", "SparseCsrCUDA", "NestedTensorCPU",
+                "NestedTensorCUDA", "QuantizedCPU", "QuantizedCUDA", "MPS", "XPU")
+    COMPOSITES = ("CompositeExplicitAutograd", "CompositeExplicitAutogradNonFunctional", "CompositeImplicitAutograd")
 
     def __init__(self, student_files: set[str]):
         self.student_files = student_files
@@ -121,10 +127,15 @@ class KernelBans:
                 for name in sorted(names):
                     for overload in getattr(torch.ops.aten, name).overloads():
                         qualified = name if overload == "default" else f"{name}.{overload}"
-                        for key in self.KEYS:
+                        for key in self._keys(f"aten::{qualified}"):
                             library.impl(qualified, self._refusal(name), key)
             self._library = library
         self.active = names
+
+    @classmethod
+    def _keys(cls, operator: str) -> list[str]:
+        has = torch._C._dispatch_has_kernel_for_dispatch_key
+        return [*cls.KEYS, *(key for key in cls.BACKENDS + cls.COMPOSITES if has(operator, key))]
 
     def _refusal(self, name: str):
         def refuse(*_args, **_kwargs):
