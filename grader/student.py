@@ -96,6 +96,7 @@ class StudentCode:
         self.bad_cells: dict[int, str] = {}                        # notebook cell -> why it is skipped
         self.cell_errors: dict[int, str] = {}
         self.deadline: float | None = None                          # of the time budget, see _time_for()
+        self.chains = 0                                             # pipelines sent, see exchange_path()
         self.cgroup: cgroups.Slot | None = None                     # the worker uid's cgroups (as root)
         self.oom_kills_before = 0                                   # the slot's OOM kills before this worker
 
@@ -289,20 +290,41 @@ class StudentCode:
             return _lost(fault)
 
     def exchange_path(self, exercise: Exercise, steps: list[tuple[dict, list, bytes]]) -> list[Reply]:
-        """Send calls ``(request, tensors, expected answer digest)`` one by one, exactly as a
-        plain run sends them (the worker cannot tell a replay from a run), and stop after the
-        first answer not as expected. A worker lost on a call marks the exercise dead only when
-        the test that made that call gets the reply, as in a plain run."""
+        """Send calls ``(request, tensors, expected answer digest)``, all at once, as ``chain``ed
+        calls: the worker runs each by the very path a plain call takes, and after the first
+        answer not as expected runs no more of them (``Worker.serve``); the replies end there.
+        A worker lost on a call marks the exercise dead only when the test that made that call
+        gets the reply, as in a plain run."""
+        try:
+            self._time_for(exercise)
+        except faults.StudentFault as fault:  # the budget is spent: the test runs and says so
+            return [_lost(fault)]
+        worker = self._start()
+        self.chains += 1
+        chained = [(dict(request, chain=self.chains, expect=expect.hex()), tensors) for request, tensors, expect in steps]
         replies: list[Reply] = []
-        for request, step_tensors, expect in steps:
-            try:
-                reply = self._exchange(exercise, request, step_tensors, mark_dead=False)
-            except faults.StudentFault as fault:  # the budget is spent: the test runs and says so
-                reply = _lost(fault)
-            replies.append(reply)
-            if reply.lost or reply.digest != expect:
-                break
+        stopped = False
+        try:
+            for index, (answer, out, digest) in enumerate(worker.pipeline(chained, self._answer_time(exercise))):
+                if stopped:
+                    continue  # past the first unexpected answer: "skipped", read to keep the channel in step
+                fault = None if answer["ok"] else _describe(exercise, answer["error"], "call",
+                                                            self.course.policy.allowed_imports)
+                replies.append(Reply(None if fault else answer, out, fault, digest))
+                stopped = digest != steps[index][2]
+        except (WorkerTimeout, WorkerDied) as exc:
+            replies.append(_lost(self._lost_worker_fault(exercise, exc)))
         return replies
+
+    def _answer_time(self, exercise: Exercise):
+        """Seconds for the next answer of a pipeline: the time limit, within the budget (none
+        left: no time, the worker is killed and the exercise's test reports the budget)."""
+        def left() -> float:
+            try:
+                return self._time_for(exercise)
+            except faults.StudentFault:
+                return 0.0
+        return left
 
     def _exchange(self, exercise: Exercise, request: dict, tensors: list, *, mark_dead: bool = True) -> Reply:
         timeout = self._time_for(exercise)

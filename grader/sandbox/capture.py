@@ -21,6 +21,7 @@ class OutputCapture:
     def __init__(self, limit: int):
         self.limit = limit
         self._read, self.write_fd = os.pipe()  # write_fd: handed to every worker of the submission
+        self._stop_read, self._stop = os.pipe()  # close() says "stop" here: no waiting for a dying worker's EOF
         self._file = tempfile.TemporaryFile()
         self._lock = threading.Lock()
         self._received = 0
@@ -30,6 +31,9 @@ class OutputCapture:
     def _drain(self) -> None:
         try:
             while self._received < self.limit:
+                readable, _, _ = select.select([self._read, self._stop_read], [], [])
+                if self._read not in readable:
+                    break
                 chunk = os.read(self._read, min(65536, self.limit - self._received))
                 if not chunk:
                     break
@@ -70,7 +74,10 @@ class OutputCapture:
 
     def close(self) -> None:
         _close(self.write_fd)
+        os.write(self._stop, b"x")
         self._thread.join(timeout=1.0)
+        for fd in (self._stop, self._stop_read):
+            _close(fd)
         self._file.close()
 
 

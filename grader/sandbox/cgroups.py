@@ -1,4 +1,4 @@
-"""Memory, process and CPU limits per grading slot through the kernel's cgroup controllers.
+"""Memory and process limits per grading slot through the kernel's cgroup controllers.
 
 A limit that lives in a cgroup holds whatever the worker does: RLIMIT_DATA does not count a
 shared anonymous ``mmap`` or what a tmpfs holds, a memory cgroup does; RLIMIT_NPROC means
@@ -16,14 +16,12 @@ is created and the rlimits are the only limits; ``Slot.active`` says which appli
 """
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 GROUP = "attention-grader"
-CPU_PERIOD_US = 100_000  # a worker's CPU quota: one period per period, i.e. one core
 
 
 def _own_cgroups() -> dict[str, str]:
@@ -45,10 +43,9 @@ def _controller_dirs(uid: int) -> dict[str, Path]:
     if os.geteuid() != 0:
         return {}
     mine = _own_cgroups()
-    v1 = {name: CGROUP_FS / name for name in ("memory", "pids", "cpu")}
-    usable = {name for name in v1 if (v1[name] / "cgroup.procs").exists() and name in mine}
-    if {"memory", "pids"} <= usable:  # cpu is a bonus: one core per worker, whatever its threads do
-        return {name: v1[name] / mine[name].lstrip("/") / GROUP / f"uid-{uid}" for name in sorted(usable)}
+    v1 = {name: CGROUP_FS / name for name in ("memory", "pids")}
+    if all((v1[name] / "cgroup.procs").exists() and name in mine for name in v1):
+        return {name: v1[name] / mine[name].lstrip("/") / GROUP / f"uid-{uid}" for name in v1}
     unified = CGROUP_FS / mine.get("", "/").lstrip("/")
     try:
         delegated = (unified / "cgroup.subtree_control").read_text().split()
@@ -81,8 +78,6 @@ class Slot:
                 if name == "unified":
                     path.parent.mkdir(exist_ok=True)
                     (path.parent / "cgroup.subtree_control").write_text("+memory +pids")
-                    with contextlib.suppress(OSError):  # cpu only where delegated too
-                        (path.parent / "cgroup.subtree_control").write_text("+cpu")
                 path.mkdir(parents=True, exist_ok=True)
             if "memory" in dirs:
                 memory = dirs["memory"]
@@ -95,17 +90,12 @@ class Slot:
                 for name in names:
                     (memory / name).write_text(str(memory_bytes))
                 (dirs["pids"] / "pids.max").write_text(str(processes))
-                if "cpu" in dirs:
-                    (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-                    (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(CPU_PERIOD_US))
             elif "unified" in dirs:
                 unified = dirs["unified"]
                 (unified / "memory.max").write_text(str(memory_bytes))
                 if (unified / "memory.swap.max").exists():
                     (unified / "memory.swap.max").write_text("0")
                 (unified / "pids.max").write_text(str(processes))
-                if (unified / "cpu.max").exists():
-                    (unified / "cpu.max").write_text(f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
         except OSError:
             return cls(uid, {})
         return cls(uid, dirs)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -212,6 +213,37 @@ class WorkerProcess:
                 if answer["op"] != "callback" or callback is None:
                     raise codec.ProtocolError(f"an unexpected {answer['op']} message")
                 self._answer(callback, answer, out)
+
+    def pipeline(self, requests: list[tuple[dict, list]], timeout: Callable[[], float]) -> Iterator[tuple[dict, list, bytes]]:
+        """Send several requests at once (a thread writes them while this one reads, so that
+        neither side blocks on a full socket) and yield each ``(answer, tensors, digest)`` in
+        order, each within ``timeout()`` seconds of the one before. Read to the end, or the
+        channel is out of step."""
+        from . import codec
+
+        def send_all() -> None:
+            try:
+                for header, tensors in requests:
+                    codec.send_message(self.channel, header, list(tensors))
+            except OSError:
+                pass  # the worker is gone: the reading side says how
+
+        sender = threading.Thread(target=send_all, name="worker-requests", daemon=True)
+        answered = 0
+        with self._failures():
+            sender.start()
+            try:
+                for _ in requests:
+                    answer, out, digest = self._receive(time.monotonic() + timeout())
+                    if "ok" not in answer:
+                        raise codec.ProtocolError(f"an unexpected {answer['op']} message")
+                    answered += 1
+                    self.last_digest = digest
+                    yield answer, out, digest
+            finally:
+                if answered < len(requests):
+                    self.kill()  # stopped early (a timeout, a broken answer): out of step, and the sender ends
+                sender.join()
 
     def _receive(self, deadline: float) -> tuple[dict, list, bytes]:
         """The worker's next message, checked field by field (``codec.check_answer``), and

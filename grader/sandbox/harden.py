@@ -288,8 +288,7 @@ def apply(plan: dict, keep_fds: set[int], parent: int) -> tuple[list[str], str]:
         active += isolate(plan)
         scratch = "/tmp/work"
     if cgroups.joined():
-        active.append("memory (all of it: heap, shared mappings, tmpfs), process count and CPU (one core) "
-                      "capped by cgroups")
+        active.append("memory (all of it: heap, shared mappings, tmpfs) and process count capped by cgroups")
     close_inherited_fds(keep_fds)
     active.append("grader's descriptors closed")
     active += set_limits(plan)
