@@ -57,6 +57,18 @@ def _controller_dirs(uid: int) -> dict[str, Path]:
     return {}
 
 
+def available() -> bool:
+    """Whether this machine lets this process create the slots' cgroups (root, a memory and a
+    pids controller, a writable cgroup of our own)."""
+    def writable(path: Path) -> bool:
+        while not path.exists():
+            path = path.parent
+        return os.access(path, os.W_OK)
+
+    dirs = _controller_dirs(0)
+    return bool(dirs) and all(writable(path) for path in dirs.values())
+
+
 def joined() -> bool:
     """Whether this process runs in a slot's cgroups (a worker asks, to list its protections)."""
     return f"/{GROUP}/uid-" in "".join(_own_cgroups().values())
