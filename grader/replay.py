@@ -15,10 +15,11 @@ pytest then runs the test, whose first calls get those answers without asking th
 again (the worker sees exactly the calls a plain run makes), and ``Memo.learn`` adds the
 run's path if it passed.
 
-Round trips: the walk sends a whole *path* in one message (the most travelled branch from
-here to a leaf, then the same for each following test of the exercise) with the digest
-expected after each call; the worker runs the calls in order, answering each, and stops
-after the first unexpected answer, so it never runs a call a plain run would not have.
+Round trips: the walk asks for a whole *path* (the most travelled branch from here to a
+leaf, then the same for each following test of the exercise) with the digest expected after
+each call; ``StudentCode.exchange_path`` sends its calls as plain calls, several at once, and
+the worker, which handles each exactly as a plain call, skips the rest after the first
+unexpected answer, so it never runs a call a plain run would not have.
 
 Only passing runs are remembered: a failure's message may quote the student's source (a
 misconception hint) or depend on their other exercises (blame), which no digest of this
@@ -39,7 +40,7 @@ from .sandbox import codec
 from .student import Exchange, Reply, StudentCode
 
 MAX_LEAVES = 64  # distinct passing paths remembered per test; beyond, the test just runs
-PATH_BYTES = 16 << 20  # tensor bytes sent in one path message, at most
+PATH_BYTES = 16 << 20  # tensor bytes asked for in one path, at most
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Memo:
     def replay(self, items: list[pytest.Item], index: int, exercise: Exercise, code: StudentCode) -> Outcome | None:
         """The outcome of ``items[index]`` when this submission answers as a remembered passing
         run did; else None, with the answers fetched for it queued in ``code`` for the test's
-        run. The paths of the tests after it may ride along in the same message."""
+        run. The paths of the tests after it may ride along in the same request."""
         item = items[index]
         if self.fetched_from is not code:
             self.fetched.clear()
