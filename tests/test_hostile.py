@@ -50,7 +50,8 @@ CASES = {
     "fork_loop": ("softmax", {"forbidden"}, {"error"}),
     "setsid_daemon": ("softmax", {"forbidden"}, {"error"}),
     "kill_parent": ("softmax", {"forbidden"}, {"error"}),
-    "read_solutions": ("softmax", {"forbidden"}, {"error"}),
+    # Not root (a student's own laptop): a file the account can read can be read, by design.
+    "read_solutions": ("softmax", {"forbidden"}, {"error"} if IS_ROOT else SCAN_ONLY),
     "read_hidden_tests": ("softmax", {"forbidden"}, {"error"}),
     "network": ("softmax", {"forbidden"}, {"error"}),
     "softmax_via_distribution": ("softmax", {"forbidden"}, {"forbidden"}),
