@@ -175,11 +175,16 @@ class StudentCode:
         return worker
 
     def _run_cell(self, worker: WorkerProcess, index: int) -> None:
-        limit = max(e.time_limit for e in self.course.exercises)
+        """Run one notebook cell (again in every new worker: its time counts in the budget)."""
+        timeout = min(max(e.time_limit for e in self.course.exercises), self._budget_left())
+        if timeout <= 0:
+            self.bad_cells[index] = (f"notebook cell {index + 1} was not run: the submission's time budget "
+                                     f"({self.course.sandbox.submission_seconds:g} s) is spent.")
+            return
         try:
-            answer, _ = worker.request({"op": "run_cell", "index": index}, timeout=limit)
+            answer, _ = worker.request({"op": "run_cell", "index": index}, timeout=timeout)
         except WorkerTimeout:
-            self.bad_cells[index] = f"notebook cell {index + 1} ran past {limit:g} s and was skipped."
+            self.bad_cells[index] = f"notebook cell {index + 1} ran past {timeout:g} s and was skipped."
             return
         except WorkerDied as died:
             self.bad_cells[index] = f"notebook cell {index + 1} ended the Python process ({died.status}) and was skipped."
@@ -447,13 +452,16 @@ class StudentCode:
     def _time_for(self, exercise: Exercise) -> float:
         """Seconds the next call of ``exercise`` may take: its time limit, or what is left of
         the submission's budget (counted from its first worker); none left: a timeout fault."""
-        now = time.monotonic()
-        if self.deadline is None:
-            self.deadline = now + self.course.sandbox.submission_seconds
-        left = self.deadline - now
+        left = self._budget_left()
         if left <= 0:
             raise self._budget_fault()
         return min(exercise.time_limit, left)
+
+    def _budget_left(self) -> float:
+        """Seconds left of the submission's budget, counted from its first worker or cell."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.course.sandbox.submission_seconds
+        return self.deadline - time.monotonic()
 
     def _budget_fault(self) -> faults.TimeoutFault:
         return faults.TimeoutFault(
