@@ -89,7 +89,7 @@ class SandboxLimits:
 # loaded by the zygote (or built into Python), so a worker can import them after it drops
 # its privileges.
 DEFAULT_ALLOWED_IMPORTS = ("torch", "numpy", "math", "random", "typing", "functools", "itertools",
-                           "collections", "dataclasses", "numbers", "warnings", "time", "__future__")
+                           "collections", "numbers", "warnings", "time", "__future__")
 # Ways around the run-time bans or out of the sandbox inside those modules: torch's dispatcher,
 # compilers and loaders, numpy's C and file interfaces, the string evaluators of typing and
 # functools, and the reflective builtins.
@@ -97,6 +97,11 @@ DEFAULT_BLOCKED = (
     "torch.ops", "torch.library", "torch.overrides", "torch.utils", "torch.classes", "torch.compile",
     "torch.compiler", "torch.jit", "torch.fx", "torch.export", "torch.onnx", "torch.func", "torch.vmap",
     "torch.hub", "torch.package", "torch.multiprocessing", "torch.distributed", "torch.serialization",
+    # reflective helpers (a getattr over a dotted string, a member accessor) and quantization
+    # copies of the banned layers
+    "torch.ao", "torch.quantization", "torch.nn.quantized", "torch.nn.quantizable", "torch.nn.qat",
+    "torch.nn.intrinsic", "torch.nn.utils", "torch.autograd.profiler", "torch.autograd.profiler_util",
+    "torch.profiler", "torch.testing", "torch.contrib", "torch.monitor", "torch.futures",
     "torch.load", "torch.save", "torch.from_file", "torch.UntypedStorage.from_file", "torch.TypedStorage.from_file",
     "torch.cuda.jiterator", "torch.cuda.set_per_process_memory_fraction",
     "torch.cuda.memory.set_per_process_memory_fraction",

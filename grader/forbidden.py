@@ -56,7 +56,7 @@ FRAME_ATTRIBUTES = frozenset({
 # keep this complete, but for LEFT_OUT.
 MODULE_ATTRIBUTES = frozenset({
     "abc", "ast", "bisect", "builtins", "classes", "compiler", "concurrent", "contextlib", "contextvars", "copyreg",
-    "cpp", "ctypes", "distributed", "emath", "enum", "export", "func", "fx", "gc", "glob", "gzip",
+    "cpp", "ctypes", "dataclasses", "distributed", "emath", "enum", "export", "func", "fx", "gc", "glob", "gzip",
     "hooks", "hub", "importlib", "inspect", "io", "jit", "jiterator", "json", "keyword", "lib", "library",
     "logging", "marshal", "mp", "multiprocessing", "operator", "ops", "os", "overrides", "package", "pickle",
     "platform", "posix", "re", "return_types", "runpy", "serialization", "shutil", "signal", "socket",
@@ -325,6 +325,13 @@ def _banned_objects(banned: tuple[str, ...]) -> dict[int, str]:
     return found
 
 
+def _banned_base(target: object, objects: dict[int, str]) -> str | None:
+    """The banned class a class derives from (a quantizable MultiheadAttention is one)."""
+    if not isinstance(target, type):
+        return None
+    return next((objects[id(base)] for base in target.__mro__[1:] if id(base) in objects), None)
+
+
 # ---------------------------------------------------------------- the scan of one file or cell
 
 
@@ -575,7 +582,7 @@ def _banned(uses: tuple[_Use, ...], banned: tuple[str, ...], file: str, owner: s
             continue
         hit = next((n for n in use.names if n in names), None)
         if hit is None and use.target is not None:
-            hit = objects.get(id(use.target))
+            hit = objects.get(id(use.target)) or _banned_base(use.target, objects)
         if hit:
             found[use.line] = Violation(f"{use.verb} {hit}, which this exercise forbids", file, use.line, use.code,
                                         _BANNED_FIX)

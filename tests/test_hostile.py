@@ -72,6 +72,11 @@ CASES = {
     "softmax_via_attrgetter_gadget": ("softmax", {"forbidden"}, SCAN_ONLY),
     "softmax_via_sparse_tensor": ("softmax", {"forbidden"}, {"forbidden"}),
     "softmax_via_mkldnn_tensor": ("softmax", {"forbidden"}, {"forbidden"}),
+    # red team, third round
+    "softmax_via_fqn_gadget": ("softmax", {"forbidden"}, SCAN_ONLY),
+    "softmax_via_dataclass_exec": ("softmax", {"forbidden"}, SCAN_ONLY),
+    "softmax_via_sdpa": ("softmax", {"forbidden"}, {"forbidden"}),
+    "attention_via_quantizable_mha": ("attention", {"forbidden"}, SCAN_ONLY),
 }
 # Graded too, with checks of their own below: they keep (some of) their points.
 EXTRA = {"write_outside": "softmax", "rewrite_printed_output": "softmax"}
@@ -192,9 +197,13 @@ def test_a_banned_kernel_is_refused_at_the_dispatcher(sandbox_only):
         assert f"aten.{kernel} " in messages(sandbox_only["results"][case])
 
 
-def test_an_alias_is_judged_by_what_it_is(hostile):
-    """Is operator.attrgetter, re-exported under a public torch name, refused as operator's?"""
-    assert "which is operator.attrgetter" in messages(hostile["results"]["softmax_via_attrgetter_gadget"])
+@pytest.mark.parametrize("case, module", [("softmax_via_attrgetter_gadget", "torch.autograd.profiler_util"),
+                                          ("softmax_via_fqn_gadget", "torch.ao"),
+                                          ("softmax_via_dataclass_exec", "dataclasses")])
+def test_reflective_helpers_of_allowed_modules_are_refused(hostile, case, module):
+    """Are the helpers that gave reflection past the scan (operator.attrgetter re-exported by a
+    torch module, a getattr over a dotted name, dataclasses' code generation) refused by name?"""
+    assert f"imports {module}, which graded code may not" in messages(hostile["results"][case])
 
 
 @needs_root
