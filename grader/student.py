@@ -30,6 +30,7 @@ WORKER_START_SECONDS = 10.0
 MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
 MEMORY_NEAR_LIMIT = 0.75  # a worker that hung with this share of memory_mb in use: a memory bomb
 MEMORY_GROWING = 0.25     # ... this share: its timeout message says how far its memory grew
+SLOT_WORKERS = 4  # workers a slot's pids cgroup makes room for (see _placement)
 CGROUP_HEADROOM_BYTES = 256 << 20  # above RLIMIT_DATA: the worker's share of torch's pages, page tables
 
 
@@ -147,7 +148,10 @@ class StudentCode:
         if "uid" not in plan or not plan.get("namespaces", True):
             return {"isolate": False}
         memory = plan["memory_bytes"] + 2 * plan["tmpfs_bytes"] + CGROUP_HEADROOM_BYTES
-        return {"isolate": True, "uid": plan["uid"], "memory_bytes": memory, "processes": plan["processes"]}
+        # The slot's pids cgroup also holds the blame worker and killed workers the zygote has
+        # not reaped yet (a zombie counts until reaped): room for a few, each capped by NPROC.
+        return {"isolate": True, "uid": plan["uid"], "memory_bytes": memory,
+                "processes": SLOT_WORKERS * plan["processes"]}
 
     def _spawn(self) -> WorkerProcess:
         """A new worker with the submission loaded (and its notebook cells run), hardened."""

@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # an availability check must not init CUDA
 
@@ -143,7 +144,7 @@ _pid_namespaces: harden.PidNamespaces | None = None
 _slots: dict[int, cgroups.Slot] = {}  # uid -> its cgroups
 
 
-def _fork_worker(request: dict, fds: list[int], links: list[socket.socket]) -> int:
+def _fork_worker(request: dict, fds: list[int], links: list[socket.socket], on_full: Callable[[], None]) -> int:
     """Fork a worker on the descriptors ``fds`` (its channel, its output); as root, in a PID
     namespace of its own and in its slot's cgroups, both before it reads a byte of the
     submission (it waits for the grader's ``init``, sent only once this answers)."""
@@ -171,7 +172,11 @@ def _fork_worker(request: dict, fds: list[int], links: list[socket.socket]) -> i
             os.close(fd)
     try:
         if isolate and uid:
-            _slots[uid].join(pid)
+            try:
+                _slots[uid].join(pid)
+            except OSError:  # the pids cgroup full of killed workers not yet reaped: reap them, once
+                on_full()
+                _slots[uid].join(pid)
     except BaseException:
         os.kill(pid, signal.SIGKILL)  # never let a worker run outside its limits
         os.waitpid(pid, 0)
@@ -179,10 +184,11 @@ def _fork_worker(request: dict, fds: list[int], links: list[socket.socket]) -> i
     return pid
 
 
-def _wait_for_heavy(released: dict[int, bool], children: set[int]) -> None:
-    """A big killed worker (a memory bomb) still tearing down would add its memory to the next
-    one's: wait until it is gone."""
-    for pid in [p for p in released if released[p]]:
+def _wait_for_released(released: dict[int, bool], children: set[int], *, heavy_only: bool = True) -> None:
+    """Wait until killed workers are gone: the heavy ones before each fork (a memory bomb still
+    tearing down would add its memory to the next one's), all of them when a slot's pids
+    cgroup is full of them (a zombie counts until reaped)."""
+    for pid in [p for p in released if released[p] or not heavy_only]:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
@@ -229,8 +235,9 @@ def serve(main_link: socket.socket) -> None:
                     link.send(b'{"linked": true}')
                 elif op == "fork":
                     try:
-                        _wait_for_heavy(released, children)
-                        pid = _fork_worker(request, fds, links)
+                        _wait_for_released(released, children)
+                        pid = _fork_worker(request, fds, links,
+                                           lambda: _wait_for_released(released, children, heavy_only=False))
                     except Exception as exc:  # noqa: BLE001 - say why, keep serving the other slots
                         link.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode())
                         continue
