@@ -109,6 +109,7 @@ DEFAULT_BLOCKED = (
     "numpy.savez", "numpy.savez_compressed", "numpy.savetxt", "numpy.fromfile", "numpy.fromregex", "numpy.memmap",
     "numpy.loadtxt", "numpy.genfromtxt", "numpy.DataSource", "numpy.ndarray.tofile", "numpy.ndarray.dump",
     "typing.get_type_hints", "typing.ForwardRef", "functools.singledispatch", "functools.singledispatchmethod",
+    "functools.update_wrapper", "functools.wraps",  # copy any object's __dict__ (a module's) onto another
     "builtins.getattr", "builtins.setattr", "builtins.delattr", "builtins.vars", "builtins.globals",
     "builtins.locals", "builtins.eval", "builtins.exec", "builtins.compile", "builtins.__import__",
     "builtins.breakpoint", "builtins.open", "builtins.help",

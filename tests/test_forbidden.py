@@ -530,3 +530,11 @@ def test_notebook_cell_with_a_violation_is_not_run(graded, reference_report):
     assert messages(submission, "softmax") == {
         f"softmax is defined in notebook cell 5, which was not run: cell 5 line 1 imports sys, which graded code may "
         f"not import: import sys. {ONLY}. It scores 0 until that line is gone."}
+
+
+def test_a_module_namespace_cannot_be_copied_onto_an_object():
+    """Is functools.update_wrapper (and wraps) refused? It copies an object's __dict__ (a
+    module's globals, helpers included) onto an object whose attributes the scan cannot follow."""
+    for source in ("import functools, torch\nclass C:\n    pass\nfunctools.update_wrapper(C(), torch.nn.functional)\n",
+                   "import functools\n@functools.wraps(len)\ndef f():\n    pass\n"):
+        assert "functools." in only(source).what
