@@ -349,15 +349,15 @@ class StudentCode:
                 return 0.0
         return left
 
-    def _exchange(self, exercise: Exercise, request: dict, tensors: list, *, mark_dead: bool = True) -> Reply:
+    def _exchange(self, exercise: Exercise, request: dict, tensors: list) -> Reply:
+        """One call to the worker: its answer, or its fault; a lost worker kills the exercise."""
         timeout = self._time_for(exercise)
         worker = self._start()
         try:
             answer, out = worker.request(request, tensors, timeout=timeout)
         except (WorkerTimeout, WorkerDied) as exc:
             fault = self._lost_worker_fault(exercise, exc)
-            if mark_dead:
-                self.dead[exercise.id] = fault
+            self.dead[exercise.id] = fault
             return _lost(fault)
         if not answer.get("ok"):
             fault = _describe(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports)
