@@ -69,11 +69,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace, zygote: Zygote) -> int:
-    from dataclasses import replace
-
     from . import report
     from .course import load_course
-    from .grading import grade
+    from .grading import Job, grade
 
     course, _ = _on_device(load_course(args.course), args.device)
     unknown = [i for i in args.ids if i not in course.ids]
@@ -84,9 +82,7 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
-    if args.ids:
-        course = replace(course, exercises=tuple(e for e in course.exercises if e.id in args.ids))
-    (result,) = grade(course, [(str(folder), folder)], public_only=True, zygote=zygote)
+    (result,) = grade(course, [Job(str(folder), folder, tuple(args.ids))], public_only=True, zygote=zygote)
     report.print_check(report.console(), result)
     if result.score < result.max_score:
         from .feedback_report import write_report

@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import pytest
 from _pytest.reports import TestReport
@@ -42,8 +42,18 @@ def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
     return sorted(str(p) for p in keep if p.is_dir())
 
 
+class Job(NamedTuple):
+    """One submission to grade: its name in the report, its path, and the exercises to grade
+    (empty: all). An exercise graded alone gets what it gets in a full grading: its tests run
+    in the same session, with every exercise of the course known (blame needs the others)."""
+
+    name: str
+    path: Path
+    ids: tuple[str, ...] = ()
+
+
 class _BatchPlugin:
-    def __init__(self, course: Course, submissions: Iterable[tuple[str, Path]], public_only: bool,
+    def __init__(self, course: Course, submissions: Iterable[tuple], public_only: bool,
                  zygote: Zygote, on_result: Callable[[SubmissionResult], None], slot: int, hide: list[str]):
         self.state = GradingState(course)
         self.course = course
@@ -83,11 +93,13 @@ class _BatchPlugin:
         if self.collection_errors:
             return True
         items = list(session.items)
-        for name, path in self.submissions:
-            self.on_result(self._grade_one(name, path, items))
+        for job in self.submissions:
+            job = Job(*job)
+            chosen = [i for i in items if not job.ids or exercise_id(i.path) in job.ids]
+            self.on_result(self._grade_one(job.name, job.path, chosen, job.ids))
         return True
 
-    def _grade_one(self, name: str, path: Path, items: list[pytest.Item]) -> SubmissionResult:
+    def _grade_one(self, name: str, path: Path, items: list[pytest.Item], ids: tuple[str, ...]) -> SubmissionResult:
         started = time.perf_counter()
         submission = load_submission(name, path)
         code = StudentCode(self.course, submission, self.zygote, slot=self.slot, hide=self.hide)
@@ -109,7 +121,7 @@ class _BatchPlugin:
         finally:
             code.close()
             self.state.current = None
-        result = self._result(name, items, outcomes, errors)
+        result = self._result(name, items, outcomes, errors, ids)
         result.protections, result.printed = protections, printed
         result.seconds = time.perf_counter() - started
         return result
@@ -143,9 +155,12 @@ class _BatchPlugin:
         runtestprotocol(item, log=False, nextitem=nextitem)
         return item.stash.get(OUTCOME, Outcome("error", "the test did not run."))
 
-    def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str]) -> SubmissionResult:
+    def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str],
+                ids: tuple[str, ...]) -> SubmissionResult:
         exercises = []
         for exercise in self.course.exercises:
+            if ids and exercise.id not in ids:
+                continue
             mine = [(i, o) for i, o in zip(items, outcomes) if exercise_id(i.path) == exercise.id]
             shares = allocate(exercise.points, [marker_points(i.get_closest_marker("points")) for i, _ in mine])
             tests = []
@@ -161,10 +176,11 @@ class _BatchPlugin:
         return SubmissionResult(name, exercises, errors)
 
 
-def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: bool = False,
+def grade(course: Course, paths: Iterable[tuple], *, public_only: bool = False,
           on_result: Callable[[SubmissionResult], None] | None = None,
           zygote: Zygote | None = None, slot: int = 0, hide: list[str] | None = None) -> list[SubmissionResult]:
-    """Grade submissions ``(name, path)`` with the course's suites; results in input order.
+    """Grade submissions ``(name, path)`` or ``Job(name, path, ids)`` with the course's suites;
+    results in input order.
 
     ``paths`` may be a lazy iterator (a parallel slot pulls its next job from it). Pass a
     ``zygote`` (or a link to one) started early to overlap its start-up with the caller's
@@ -173,7 +189,7 @@ def grade(course: Course, paths: Iterable[tuple[str, Path]], *, public_only: boo
     """
     if hide is None:
         paths = list(paths)
-        hide = hidden_paths(course, [p for _, p in paths])
+        hide = hidden_paths(course, [Job(*p).path for p in paths])
     results: list[SubmissionResult] = []
 
     def collect(result: SubmissionResult) -> None:

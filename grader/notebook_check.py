@@ -163,17 +163,12 @@ class CheckResult:
 
 def _main(course_file: str, notebook: str, report: str, *ids: str) -> None:
     """The grading process of ``grade_cells``: public tests only, the record as JSON."""
-    from dataclasses import replace
-
     from .sandbox.client import Zygote
 
     with Zygote() as zygote:  # started first: it imports torch while this process does the same
-        from .grading import grade
+        from .grading import Job, grade
 
-        course = load_course(course_file)
-        if ids:
-            course = replace(course, exercises=tuple(e for e in course.exercises if e.id in ids))
-        (result,) = grade(course, [("notebook", Path(notebook))], public_only=True, zygote=zygote)
+        (result,) = grade(load_course(course_file), [Job("notebook", Path(notebook), ids)], public_only=True, zygote=zygote)
     Path(report).write_text(json.dumps(result.to_record()), encoding="utf-8")
 
 

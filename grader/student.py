@@ -216,6 +216,15 @@ class StudentCode:
                 raise
             self.loaded.add(exercise.id)
 
+    def _gradeable(self, exercise: Exercise) -> bool:
+        """Whether ``exercise`` passes its gate and loads (checked now if its own tests have not
+        run: an exercise checked alone blames as it does in a full check)."""
+        try:
+            self.prepare(exercise)
+        except faults.StudentFault:
+            return False
+        return True
+
     def _gate(self, exercise: Exercise) -> faults.StudentFault | None:
         sub = self.submission
         if sub.notebook is not None:
@@ -398,8 +407,8 @@ class StudentCode:
                 if not answer.get("ok"):
                     return []
             for other in uses:
-                if self.checked.get(other.id) is not None or other.id in self.dead:
-                    continue  # missing, forbidden or broken: its own tests already say so
+                if not self._gradeable(other):
+                    continue  # missing, forbidden or broken: its own tests say so
                 if all(passes(call, self._rerun(exercise, call, {other.id: other.function}, references))
                        for call in calls):
                     found.append(other.id)

@@ -95,11 +95,9 @@ def worker_processes(uids: set[int]) -> list[str]:
     return [" ".join(p) for p in running if int(p[0]) in uids or "sleep 1234" in p[2]]
 
 
-def grade_corpus(factory, cases: dict[str, str], course: Path | None) -> dict:
-    """Grade the cases (name -> exercise replaced) plus a correct submission, in one batch."""
-    root = factory.mktemp("hostile")
-    out = factory.mktemp("out")
-    mark_dir = factory.mktemp("mark")
+def write_corpus(root: Path, cases: dict[str, str], out: Path, mark_dir: Path) -> None:
+    """The cases (name -> exercise replaced) as submission folders in ``root``, plus a correct
+    one; ``out`` and ``mark_dir`` are the paths the cases aim at (the report's, a mark's)."""
     for case, exercise in cases.items():
         source = (HOSTILE / f"{case}.py").read_text()
         for key, value in {"{SOLUTIONS}": ROOT / "solutions", "{SUITES}": ROOT / "grader" / "suites",
@@ -112,6 +110,14 @@ def grade_corpus(factory, cases: dict[str, str], course: Path | None) -> dict:
             files["helpers"] = helpers.read_text()
         make_submission(root / case, files)
     make_submission(root / "zz_correct", {"attention": ATTENTION_INLINE})
+
+
+def grade_corpus(factory, cases: dict[str, str], course: Path | None) -> dict:
+    """Grade the cases (name -> exercise replaced) plus a correct submission, in one batch."""
+    root = factory.mktemp("hostile")
+    out = factory.mktemp("out")
+    mark_dir = factory.mktemp("mark")
+    write_corpus(root, cases, out, mark_dir)
     os.environ["GRADER_SECRET_TOKEN"] = SECRET
     try:
         document = grade_json(out, root, extra=("--course", str(course)) if course else ())
