@@ -24,7 +24,8 @@ notebook is ``__main__`` when it runs, so that block is scanned there.
 Where a violation applies: a file's reach every exercise whose file imports it, directly or
 through other files (``exercise_violations``); a notebook cell with one is not run, and an
 exercise defined in it is forbidden (``scan_notebook``). Each violation names the file or
-cell, the line, and what to write instead.
+cell (``cell [5]``, as ``grader.submission.cell_names`` names it), the line, and what to
+write instead.
 """
 from __future__ import annotations
 
@@ -35,10 +36,11 @@ import importlib
 import importlib.util
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
 
 from .course import Policy
+from .submission import plain_cell_names
 
 ALLOWED_DUNDER_ATTRIBUTES = frozenset({"__init__", "__name__", "__qualname__", "__doc__"})
 ALLOWED_DUNDER_NAMES = frozenset({"__name__", "__doc__", "__file__", "__all__", "__slots__"})
@@ -97,6 +99,7 @@ _DUNDER_FIX = ("Double-underscore names reach Python's internals: use the object
 _FRAME_FIX = "Graded code works on its arguments only: it does not inspect the running program"
 _MATCH_FIX = "Read the attribute directly, e.g. x.shape, before the match statement"
 _BANNED_FIX = "This exercise is about writing it yourself"
+_OWN_FILES_FIX = "Import your own files as exercises.<name>"
 _OWN_PACKAGE = "exercises"
 
 
@@ -105,7 +108,8 @@ class Violation:
     what: str
     """What the line does, in words: ``imports os, which graded code may not import``."""
     file: str
-    """The file as shown to the student, or ``cell N`` in a notebook (N counts every cell)."""
+    """The file as shown to the student, or in a notebook the cell as every message names it
+    (``cell [5]``: ``grader.submission.cell_names``)."""
     line: int
     code: str
     """The line itself, stripped."""
@@ -486,7 +490,7 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         if node.level > 1:
-            self.flag(node, "imports from outside your submission", "Import your own files as exercises.<name>")
+            self.flag(node, "imports from outside your submission", _OWN_FILES_FIX)
             return
         module = self._from_module(node)
         self.import_module(node, module)
@@ -617,42 +621,71 @@ def exercise_violations(sources: Mapping[str, tuple[str, str]], exercise: str, b
 
 @dataclass(frozen=True)
 class NotebookScan:
-    """A notebook's cells scanned as one program (cell N is ``cells[N - 1]``, Markdown included)."""
+    """A notebook's cells scanned as one program (``cells[index]``, Markdown ones empty)."""
 
     problems: Mapping[int, tuple[Violation, ...]]
     """Cell index -> its violations: such a cell is not run."""
     uses: Mapping[int, tuple[_Use, ...]]
     defined_in: Mapping[str, int]
     """Top-level name -> the last cell that binds it."""
+    names: tuple[str, ...] = ()
+    """Cell index -> how messages name it (``cell [5]``)."""
 
     def skipped(self) -> dict[int, str]:
         """Cell index -> why it is not run, in words (for the submission's errors)."""
-        return {index: f"notebook {describe(found)} The cell was not run."
-                for index, found in self.problems.items()}
+        return {index: f"{describe(found)} The cell was not run." for index, found in self.problems.items()}
 
     def banned(self, function: str, banned: tuple[str, ...]) -> list[Violation]:
         """The uses of ``banned`` names where ``function`` is defined, and in any import."""
-        return [v for index, uses in self.uses.items() for v in _banned(uses, banned, f"cell {index + 1}", function)]
+        return [v for index, uses in self.uses.items() for v in _banned(uses, banned, self.names[index], function)]
+
+
+def _notebook_fix(fix: str, policy: Policy) -> str:
+    """A violation's fix in a notebook's words: a notebook has no files of its own to import."""
+    if fix == _only(policy):
+        return f"Only {', '.join(policy.allowed_imports)} can be imported in a notebook"
+    if fix == _OWN_FILES_FIX:
+        return "A notebook's functions are all in one namespace: call them by name"
+    return fix
 
 
 @functools.lru_cache(maxsize=4)
-def scan_notebook(cells: tuple[str, ...], policy: Policy) -> NotebookScan:
-    """Scan every code cell (a cell that does not parse is reported when it runs)."""
+def scan_notebook(cells: tuple[str, ...], policy: Policy, names: tuple[str, ...] | None = None) -> NotebookScan:
+    """Scan every code cell (a cell that does not parse is reported when it runs). ``names``:
+    how messages name each cell (``Submission.cell_names``); by default, those of cells
+    saved without execution counts."""
+    names = tuple(names) if names and len(names) == len(cells) else tuple(plain_cell_names(cells))
+    trees = _parsed(cells)
+    scanner = _Scanner(policy, frozenset(), notebook=True)
+    for tree in trees.values():
+        scanner.collect(tree)
+    problems, uses = {}, {}
+    for index, tree in trees.items():
+        scan = scanner.scan(tree, names[index], cells[index])
+        if scan.problems:
+            problems[index] = tuple(replace(v, fix=_notebook_fix(v.fix, policy)) for v in scan.problems)
+        uses[index] = scan.uses
+    return NotebookScan(problems, uses, notebook_definitions(cells), names)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(cells: tuple[str, ...]) -> dict[int, ast.Module]:
+    """Cell index -> its syntax tree, for the cells that parse."""
     trees = {}
     for index, cell in enumerate(cells):
         try:
             trees[index] = ast.parse(cell)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-    scanner = _Scanner(policy, frozenset(), notebook=True)
-    for tree in trees.values():
-        scanner.collect(tree)
-    problems, uses, defined_in = {}, {}, {}
-    for index, tree in trees.items():
-        scan = scanner.scan(tree, f"cell {index + 1}", cells[index])
-        if scan.problems:
-            problems[index] = scan.problems
-        uses[index] = scan.uses
+    return trees
+
+
+@functools.lru_cache(maxsize=4)
+def notebook_definitions(cells: tuple[str, ...]) -> dict[str, int]:
+    """Top-level name -> the index of the last cell that binds it (``def f``, ``f = ...``,
+    an import); a cell that does not parse binds nothing."""
+    defined_in: dict[str, int] = {}
+    for index, tree in _parsed(cells).items():
         for node in tree.body:
             defined_in.update(dict.fromkeys(_bound_names(node), index))
-    return NotebookScan(problems, uses, defined_in)
+    return defined_in

@@ -4,8 +4,9 @@
     check("softmax")      # one exercise; check() checks every exercise
 
 The notebook's code is the kernel's input history (every cell run so far, in order, as
-typed; "cell 7" in a note is ``In [7]``), with the self-check lines left out as the
-grader leaves them out of a handed-in notebook (``grader.submission.strip_self_checks``).
+typed; "cell [7]" in a note is ``In [7]``, as grading the handed-in notebook names it: see
+``history_notebook``), with the self-check lines left out as the grader leaves them out of
+a handed-in notebook (``grader.submission.strip_self_checks``).
 It is written as a temporary notebook and graded in a separate Python process with the
 public tests only, as ``python -m grader check`` grades a folder: the notebook's own
 Python, where torch may have been patched, compares nothing. The result shows as an HTML
@@ -70,13 +71,18 @@ def notebook_cells() -> list[str]:
 
 
 def grade_cells(cells: list[str], ids: list[str], course_file: Path) -> SubmissionResult:
-    """Grade ``cells`` as a notebook with the public tests of ``ids`` (all when empty), in a
-    separate process (``python -m grader.notebook_check``)."""
-    with tempfile.TemporaryDirectory(prefix="grader-check-") as folder:
-        import nbformat
+    """Grade ``cells`` as a notebook with the public tests of ``ids`` (all when empty): by the
+    course's warm check server (``grader/warm_check.py``, started on first use), or when none
+    can answer, in a separate process (``python -m grader.notebook_check``)."""
+    from . import warm_check
 
+    request = {"name": "notebook", "notebook": history_notebook(cells), "ids": list(ids), "cwd": os.getcwd()}
+    reply = warm_check.ask_or_start(course_file, None, request)
+    if reply is not None:
+        return SubmissionResult.from_record(reply["record"])
+    with tempfile.TemporaryDirectory(prefix="grader-check-") as folder:
         notebook, report = Path(folder) / "notebook.ipynb", Path(folder) / "result.json"
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), notebook)
+        notebook.write_text(json.dumps(request["notebook"]), encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
         proc = subprocess.run([sys.executable, "-m", "grader.notebook_check", str(course_file.resolve()), str(notebook),
                                str(report), *ids], cwd=folder, env=env, capture_output=True, text=True,
@@ -84,6 +90,16 @@ def grade_cells(cells: list[str], ids: list[str], course_file: Path) -> Submissi
         if proc.returncode != 0 or not report.is_file():
             raise RuntimeError(f"the grader could not run (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
         return SubmissionResult.from_record(json.loads(report.read_text(encoding="utf-8")))
+
+
+def history_notebook(cells: list[str]) -> dict:
+    """The kernel's history as a notebook (nbformat 4, as JSON: no nbformat import in the
+    kernel): entry ``n`` (from 1) is a code cell saved with execution count ``n``, so every
+    message names it ``cell [n]``, the ``In [n]`` Jupyter showed
+    (``grader.submission.cell_names``: the same rule as for a handed-in notebook)."""
+    code = [{"cell_type": "code", "execution_count": n, "id": f"history-{n}", "metadata": {}, "outputs": [],
+             "source": source} for n, source in enumerate(cells, 1)]
+    return {"cells": code, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
 _last: dict = {}  # public_test's last grading: the test cases of one grader.check share it

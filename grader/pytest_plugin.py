@@ -224,10 +224,12 @@ def blame_earlier_exercises(item: pytest.Item, outcome: Outcome) -> Outcome:
     return Outcome(outcome.status, outcome.message, (note,), outcome.figures)
 
 
-def exercise_source(code: StudentCode, exercise_id: str) -> str | list[str] | None:
-    """Where the student's code for an exercise is: its file's text, or all of a notebook's cells."""
-    if code.submission.notebook is not None:
-        return list(code.submission.notebook)
+def exercise_source(code: StudentCode, exercise_id: str) -> str | dict[str, str] | None:
+    """Where the student's code for an exercise is: its file's text, or all of a notebook's
+    cells, by the name messages give them (``cell [5]``)."""
+    sub = code.submission
+    if sub.notebook is not None:
+        return {sub.cell_name(index): text for index, text in enumerate(sub.notebook) if text.strip()}
     source = code.submission.sources.get(exercise_id)
     return None if source is None else source.text
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -20,7 +21,7 @@ import torch
 
 from . import faults
 from .course import DEFAULT_ALLOWED_IMPORTS, Course, Exercise
-from .forbidden import Violation, describe, exercise_violations, scan_notebook
+from .forbidden import Violation, describe, exercise_violations, notebook_definitions, scan_notebook
 from .sandbox import cgroups, codec
 from .sandbox.capture import OutputCapture
 from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
@@ -169,7 +170,8 @@ class StudentCode:
             raise RuntimeError(f"the sandbox could not start a worker: {_text(hello['error'], 'message', 300, 'no reason given')}")
         self.protections = list(hello.get("protections", []))
         if self.submission.notebook is not None and self.course.policy.static_scan:  # a cell that breaks the policy never runs
-            for index, why in scan_notebook(tuple(self.submission.notebook), self.course.policy).skipped().items():
+            for index, why in scan_notebook(tuple(self.submission.notebook), self.course.policy,
+                                            tuple(self.submission.cell_names)).skipped().items():
                 self.bad_cells.setdefault(index, why)
         for index, cell in enumerate(self.submission.notebook or ()):
             if cell.strip() and index not in self.bad_cells:
@@ -181,22 +183,21 @@ class StudentCode:
     def _run_cell(self, worker: WorkerProcess, index: int) -> None:
         """Run one notebook cell (again in every new worker: its time counts in the budget)."""
         timeout = min(max(e.time_limit for e in self.course.exercises), self._budget_left())
+        cell = self.submission.cell_name(index)
         if timeout <= 0:
-            self.bad_cells[index] = (f"notebook cell {index + 1} was not run: the submission's time budget "
+            self.bad_cells[index] = (f"{cell} was not run: the submission's time budget "
                                      f"({self.course.sandbox.submission_seconds:g} s) is spent.")
             return
         try:
             answer, _ = worker.request({"op": "run_cell", "index": index}, timeout=timeout)
         except WorkerTimeout:
-            self.bad_cells[index] = f"notebook cell {index + 1} ran past {timeout:g} s and was skipped."
+            self.bad_cells[index] = f"{cell} ran past {timeout:g} s and was skipped."
             return
         except WorkerDied as died:
-            self.bad_cells[index] = f"notebook cell {index + 1} ended the Python process ({died.status}) and was skipped."
+            self.bad_cells[index] = f"{cell} ended the Python process ({died.status}) and was skipped."
             return
         if not answer.get("ok"):
-            error = answer.get("error", {})
-            self.cell_errors[index] = (f"notebook cell {index + 1} raised {error.get('type', 'an error')}: "
-                                       f"{_clip(error.get('message', ''))} (the cells after it still ran).")
+            self.cell_errors[index] = _cell_error(answer.get("error"), index, self.submission)
 
     # ------------------------------------------------------------ the gate, once per exercise
 
@@ -256,13 +257,15 @@ class StudentCode:
         run: see ``_spawn``) or the definition uses a banned name; every such cell is noted."""
         if not self.course.policy.static_scan:
             return None
-        scan = scan_notebook(tuple(self.submission.notebook or ()), self.course.policy)
+        scan = scan_notebook(tuple(self.submission.notebook or ()), self.course.policy,
+                             tuple(self.submission.cell_names))
         for index, why in scan.skipped().items():
             self.bad_cells.setdefault(index, why)  # in errors(), even if no worker ever starts
         index = scan.defined_in.get(exercise.function)
         if index in scan.problems:
-            return faults.ForbiddenFault(f"{exercise.function} is defined in notebook cell {index + 1}, which was not "
-                                         f"run: {describe(scan.problems[index])} It scores 0 until that line is gone.")
+            cell = self.submission.cell_name(index)
+            return faults.ForbiddenFault(f"{exercise.function} is defined in {cell}, which was not run: "
+                                         f"{describe(scan.problems[index])} It scores 0 until that line is gone.")
         return _forbidden(scan.banned(exercise.function, exercise.banned))
 
     # ------------------------------------------------------------ calls
@@ -341,7 +344,7 @@ class StudentCode:
                 if stopped:
                     continue  # past the first unexpected answer: "skipped", read to keep the channel in step
                 fault = None if answer["ok"] else _describe(exercise, answer["error"], "call",
-                                                            self.course.policy.allowed_imports)
+                                                            self.course.policy.allowed_imports, self._notebook())
                 replies.append(Reply(None if fault else answer, out, fault, digest))
                 stopped = digest != steps[index][2]
         except (WorkerTimeout, WorkerDied) as exc:
@@ -369,9 +372,14 @@ class StudentCode:
             self.dead[exercise.id] = fault
             return _lost(fault)
         if not answer.get("ok"):
-            fault = _describe(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports)
+            fault = _describe(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports,
+                              self._notebook())
             return Reply(None, [], fault, worker.last_digest)
         return Reply(answer, out, None, worker.last_digest)
+
+    def _notebook(self) -> Submission | None:
+        """The submission, when it is a notebook (its messages name cells, never a file)."""
+        return self.submission if self.submission.notebook is not None else None
 
     def serve(self, replies: list[tuple[bytes, "Reply"]]) -> None:
         """Answer the next calls from ``replies``, ``(request fingerprint, reply)`` pairs that
@@ -586,27 +594,45 @@ def _text(error: Any, key: str, limit: int, default: str = "") -> str:
 
 
 def _describe(exercise: Exercise, error: Any, op: str,
-              allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS) -> faults.StudentFault:
+              allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS,
+              notebook: Submission | None = None) -> faults.StudentFault:
     """Words for an error the worker reported. Its fields are untrusted: each is read as text
     of a bounded length (or a line number), and left out when it is anything else.
-    ``allowed_imports``: the course's (``policy.allowed_imports``), named in an import error."""
+    ``allowed_imports``: the course's (``policy.allowed_imports``), named in an import error.
+    ``notebook``: the submission when it is a notebook: the words name its cells
+    (``Submission.cell_name``), never a file."""
     kind = _text(error, "kind", 40)
     name = exercise.function
-    where = _where(error)
-    raised = f"{_text(error, 'type', 60, 'Exception')}: {_text(error, 'message', 300)}"
+    where = _where(error, notebook)
+    raised = f"{_text(error, 'type', 60, 'Exception')}: {_cells_named(_text(error, 'message', 300), notebook)}"
     if kind == "missing_function":
-        message = f"{exercise.filename} defines no function named {name}."
+        found = _missing_in_notebook(name, notebook) if notebook is not None else None
+        if found is not None:
+            return faults.NotImplementedFault(found)
+        message = (f"{exercise.filename} defines no function named {name}." if notebook is None
+                   else f"no cell of your notebook defines a function named {name}.")
         close = difflib.get_close_matches(name, _names(error), n=1, cutoff=0.6)
         if close:
-            message += f" Did you mean {close[0]}? Rename it to {name}."
+            cell = notebook_definitions(tuple(notebook.notebook or ())).get(close[0]) if notebook else None
+            message += (f" Did you mean {close[0]}" + (f" ({notebook.cell_name(cell)})" if cell is not None else "")
+                        + f"? Rename it to {name}.")
         return faults.NotImplementedFault(message)
     if kind == "not_callable":
-        return faults.ErrorFault(f"{name} in {exercise.filename} is a {_text(error, 'type', 40, 'value')}, not a function.")
+        what = _text(error, 'type', 40, 'value')
+        what = f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+        if notebook is None:
+            return faults.ErrorFault(f"{name} in {exercise.filename} is {what}, not a function.")
+        cell = notebook_definitions(tuple(notebook.notebook or ())).get(name)
+        last = f" ({notebook.cell_name(cell)} assigns it last)" if cell is not None else ""
+        return faults.ErrorFault(f"{name} in your notebook is {what}, not a function{last}.")
     if kind == "not_implemented":
         return faults.NotImplementedFault(f"{name} is not implemented yet: it raises NotImplementedError{where}.")
     if kind == "import_error":
         module = _text(error, "module", 60)
         missing = f" the module {module!r} is not available" if module else f" {raised}"
+        if notebook is not None:
+            return faults.ErrorFault(f"an import in your notebook failed:{missing}{where}. "
+                                     f"Only {', '.join(allowed_imports)} can be imported in a notebook.")
         return faults.ErrorFault(f"importing {exercise.filename} failed:{missing}{where}. "
                                  f"Only {', '.join(allowed_imports)} and your own exercise files can be imported.")
     if kind == "exit":
@@ -629,15 +655,63 @@ def _describe(exercise: Exercise, error: Any, op: str,
     return faults.ErrorFault(f"{name} raised {raised}{where} {when}.", hints)
 
 
-def _where(error: Any) -> str:
-    """`` (file line N: code)`` for an error report that names the student's line; else nothing."""
+def _cell_error(error: Any, index: int, notebook: Submission) -> str:
+    """The note for notebook cell ``index``, which raised ``error`` (a worker's report, untrusted)."""
+    error = error if isinstance(error, dict) else {}
+    cell, kind = notebook.cell_name(index), _text(error, "type", 60, "an error")
+    if kind in ("SyntaxError", "IndentationError", "TabError") and _text(error, "file", 80) == f"<cell {index + 1}>":
+        why = re.sub(r" \(<cell \d+>, line \d+\)$", "", _text(error, "message", 300))  # the place is said first
+        line, code = error.get("line"), _text(error, "code", 120)
+        line = line if isinstance(line, int) and not isinstance(line, bool) else "?"
+        return (f"{cell} line {line}: syntax error ({why})" + (f": {code}" if code else "")
+                + ". Nothing of that cell ran (the cells after it did): fix that line and run the cell again.")
+    return (f"{cell} raised {kind}: {_cells_named(_text(error, 'message', 300), notebook)}"
+            f"{_where(error, notebook, index)} (the cells after it still ran).")
+
+
+def _missing_in_notebook(name: str, notebook: Submission) -> str | None:
+    """Why a notebook has no ``name`` when graded, when a cell defines it: that cell is not
+    graded for its cell magic, or stopped before the definition (its own note says why)."""
+    defines = re.compile(rf"^(async\s+)?def\s+{re.escape(name)}\s*\(|^{re.escape(name)}\s*=", re.MULTILINE)
+    for index, (magic, source) in sorted(notebook.ungraded_cells.items()):
+        if defines.search(source):
+            cell = notebook.cell_name(index)
+            return (f"{name} is defined in {cell}, a %%{magic} cell, which is not graded (see the note about {cell}). "
+                    f"Move {name} into a plain code cell.")
+    cells = notebook.notebook or []
+    index = notebook_definitions(tuple(cells)).get(name)
+    if index is None:  # a cell that does not parse binds nothing, as far as the scan can tell
+        index = next((i for i, text in enumerate(cells) if defines.search(text)), None)
+    if index is not None:
+        cell = notebook.cell_name(index)
+        return (f"{name} is defined in {cell}, but when your notebook was graded that cell did not get that far "
+                f"(see the note about {cell}). Fix that cell first.")
+    return None
+
+
+def _where(error: Any, notebook: Submission | None = None, here: int | None = None) -> str:
+    """`` (file line N: code)`` for an error report that names the student's line; else nothing.
+    In a notebook the file is the worker's ``<cell k>``: named as messages name cells, and
+    left out when it is the cell ``here`` (the one the message is about)."""
     file = _text(error, "file", 80)
     if not file:
         return ""
+    cell = re.fullmatch(r"<cell (\d{1,6})>", file) if notebook is not None else None
+    if cell is not None:
+        index = int(cell.group(1)) - 1
+        file = "" if index == here else notebook.cell_name(index)
     line = error.get("line")
-    where = f" ({file} line {line if isinstance(line, int) and not isinstance(line, bool) else '?'}"
+    line = line if isinstance(line, int) and not isinstance(line, bool) else "?"
+    where = f" ({file + ' ' if file else ''}line {line}"
     code = _text(error, "code", 120)
     return where + (f": {code})" if code else ")")
+
+
+def _cells_named(text: str, notebook: Submission | None) -> str:
+    """``text`` (a worker's message) with the worker's ``<cell k>`` named as messages name cells."""
+    if notebook is None:
+        return text
+    return re.sub(r"<cell (\d{1,6})>", lambda m: notebook.cell_name(int(m.group(1)) - 1), text)
 
 
 def _names(error: Any) -> list[str]:

@@ -9,15 +9,16 @@ problem becomes a sentence in ``errors`` instead of an exception.
 from __future__ import annotations
 
 import ast
+import getopt
 import io
 import os
 import re
+import shlex
 import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import nbformat
 
 from .errors import UsageError
 
@@ -41,12 +42,23 @@ class Submission:
     sources: dict[str, SourceFile] = field(default_factory=dict)
     """Python modules at the submission's code level, by module name (``softmax``)."""
     notebook: list[str] | None = None
-    """For a notebook: its cells in order (Markdown ones empty, so numbers match what the
-    student sees), magics, shell lines and self-check lines (``check("softmax")``) blanked out."""
+    """For a notebook: the Python of its cells in order (``read_cell``; Markdown ones and
+    cells not graded for their cell magic empty), self-check lines (``check("softmax")``)
+    blanked out."""
+    cell_names: list[str] = field(default_factory=list)
+    """For a notebook: how messages name each cell (``cell_names``: ``cell [5]``), by index."""
+    ungraded_cells: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """For a notebook: cell index -> (cell magic, source) of each cell not graded for its
+    cell magic (``%%bash``, ``%%writefile``...); noted in ``errors``."""
     unreadable: dict[str, str] = field(default_factory=dict)
     """Module name -> why its file could not be read (encoding, size)."""
     errors: list[str] = field(default_factory=list)
     """Problems with the submission as a whole, in words."""
+
+    def cell_name(self, index: int) -> str:
+        """How messages name notebook cell ``index`` (``cell_names``)."""
+        names = self.cell_names or plain_cell_names(self.notebook or [])
+        return names[index] if 0 <= index < len(names) and names[index] else f"cell [{index + 1}]"
 
 
 # ---------------------------------------------------------------- finding submissions
@@ -237,15 +249,142 @@ def decode_source(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------- notebooks
+#
+# A notebook is graded as Jupyter runs it: each code cell's Python, in order, in one
+# namespace. IPython's own syntax is read as IPython reads it (``read_cell``).
 
-_MAGIC = re.compile(r"^\s*([%!]|\S.*\?\s*$)")
+PYTHON_CELL_MAGICS = frozenset({"time", "capture", "prun", "debug"})
+"""Cell magics whose body is Python that IPython runs in the notebook's namespace, so what
+the body defines stays defined (measured with IPython 9): the cell is graded as its body."""
+
+_PLAIN = "Put code to be graded in a plain code cell (no %% line at its top)."
+_SHELL = ("shell commands, not Python", "")
+_SHOWN = ("text to display, not Python", "")
+_ELSEWHERE = ("it runs its code in a separate Python process, so what it defines never reaches the notebook", _PLAIN)
+_WRITES = ("it writes its text to a file and runs none of it", "Put code to be graded in a plain code cell: a "
+           "graded notebook writes no files, so importing that file fails.")
+OTHER_CELL_MAGICS = {
+    **dict.fromkeys(("bash", "sh", "script", "system", "sx", "perl", "ruby"), _SHELL),
+    **dict.fromkeys(("html", "javascript", "js", "latex", "markdown", "svg"), _SHOWN),
+    **dict.fromkeys(("python", "python2", "python3", "pypy"), _ELSEWHERE),
+    "writefile": _WRITES,
+    "file": _WRITES,
+    "timeit": ("it runs its code inside a timing function, many times over, so what it defines stays inside that "
+               "function (in Jupyter too)", "Define functions in a plain cell, then time a call with %%timeit."),
+    "cython": ("Cython, compiled apart, not Python run in the notebook", _PLAIN),
+}
+"""Cell magics whose body is not graded: (why, what to do). Any other cell magic (``%%sql``,
+a typo) is not graded either: its body is not known to be Python."""
+
+# A line magic whose rest is a Python statement run in the notebook's namespace: its
+# options as getopt reads them (short, long); the statement is what is left, as IPython
+# joins it. Every other line magic (``%timeit`` runs its statement inside a function:
+# what it binds does not stay) and every ``!shell`` line is left out.
+_STATEMENT_MAGICS = {"time": ("", ["no-raise-error"]), "prun": ("D:l:rs:T:q", []),
+                     "debug": ("b:", ["breakpoint="])}
+_ESCAPED = re.compile(r"^(\s*)[%!]")
+_LINE_MAGIC = re.compile(r"^(\s*)%([A-Za-z_]\w*)(.*)$")
+_HELP = re.compile(r"^\s*(\?\??%{0,2}[\w.*]+|%{0,2}[\w.*]+(\[-?\d+\])?\?\??)\s*$")  # torch.softmax?  ?x  x??
+_ASSIGNED = re.compile(r"^\s*[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*\s*=\s*[%!]")  # files = !ls, t = %time f()
+
+
+def read_cell(source: str) -> tuple[str, str | None]:
+    """The Python a code cell runs in the notebook's namespace, line numbers kept, and the
+    name of its cell magic when the cell is not graded for one (else None).
+
+    A cell magic is the cell's first non-blank line, at its very start (``%%time``), as
+    IPython reads it. One of ``PYTHON_CELL_MAGICS``: the cell is its body (which may start
+    with another cell magic: ``%%capture`` then ``%%time``); any other: nothing of it runs
+    (``%%time`` with a statement on its own line too: Jupyter refuses that cell). Then each
+    line (``_read_line``): ``%time x = f()`` is ``x = f()``, other magics and ``!shell``
+    lines are left out, ``name?`` help lines too."""
+    lines = source.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].startswith("%%"):
+        magic, _, rest = lines[first][2:].rstrip().partition(" ")
+        if magic in PYTHON_CELL_MAGICS and not (magic == "time" and rest.replace("--no-raise-error", "").strip()):
+            return read_cell("\n".join([""] * (first + 1) + lines[first + 1:]))
+        return "\n" * source.count("\n"), magic[:40]
+    return "\n".join(_read_line(line) for line in lines), None
+
+
+def _read_line(line: str) -> str:
+    """One line of a cell as Python: a statement magic's statement, or, for anything else of
+    IPython's, nothing (``pass`` where the line is indented, so its block stays a block)."""
+    magic = _LINE_MAGIC.match(line)
+    if magic and magic.group(2) in _STATEMENT_MAGICS:
+        statement = _magic_statement(magic.group(3), *_STATEMENT_MAGICS[magic.group(2)])
+        if statement:
+            return magic.group(1) + statement
+    if _ESCAPED.match(line) or _HELP.match(line) or _ASSIGNED.match(line):
+        indent = line[: len(line) - len(line.lstrip())]
+        return indent + "pass" if indent else ""
+    return line
+
+
+def _magic_statement(rest: str, short: str, long: list[str]) -> str:
+    """The statement of ``%time``/``%prun``/``%debug`` after their options; "" if none."""
+    lexer = shlex.shlex(rest, posix=False)
+    lexer.whitespace_split = True
+    try:
+        _, words = getopt.getopt(list(lexer), short, long)
+    except (ValueError, getopt.GetoptError):
+        return ""
+    return " ".join(words)
+
+
+def cell_magic_note(name: str, magic: str) -> str:
+    """The note for a cell not graded for its cell magic (``read_cell``), naming the cell."""
+    why, fix = OTHER_CELL_MAGICS.get(magic, ("not a cell magic the grader knows, so its body is not known to be Python",
+                                             _PLAIN))
+    if magic == "time":
+        why, fix = "Jupyter refuses a %%time cell with a statement on its %%time line", _PLAIN
+    what = f"a %%{magic} cell" if magic else "a cell that starts with %% and no magic name"
+    return f"{name} is {what}, not graded: {why}." + (f" {fix}" if fix else "")
+
+
+def cell_names(cells: list[tuple[str, str, int | None]]) -> list[str]:
+    """How every message names each cell of a notebook, given as ``(cell_type, source,
+    execution_count)``: by the number Jupyter shows beside it, ``[n]``.
+
+    - ``cell [n]``: a code cell saved with execution count ``n`` that no other cell shows;
+    - ``cell [k]``: in a notebook saved without any count (never run, or cleared), ``k``
+      counts its non-blank code cells: what Jupyter shows after Restart & Run All (blank
+      cells get no number);
+    - ``code cell k``: a code cell showing ``[ ]`` while others show numbers (or a blank
+      one), or a number another cell shows too (saved across kernel restarts); ``k`` counts
+      every code cell from the top.
+
+    Markdown and raw cells are named ``""``: nothing is said about them. The notebook
+    self-check gives entry ``n`` of the kernel's history the count ``n``: ``In [n]``.
+    """
+    counts = [c if isinstance(c, int) and not isinstance(c, bool) and c > 0 and kind == "code" else None
+              for kind, _, c in cells]
+    shown = [c for c in counts if c is not None]
+    names, code, run_all = [], 0, 0
+    for (kind, source, _), count in zip(cells, counts):
+        if kind != "code":
+            names.append("")
+            continue
+        code += 1
+        run_all += bool(source.strip())
+        if not shown and source.strip():
+            names.append(f"cell [{run_all}]")
+        elif count is not None and shown.count(count) == 1:
+            names.append(f"cell [{count}]")
+        else:
+            names.append(f"code cell {code}")
+    return names
+
+
+def plain_cell_names(cells: list[str] | tuple[str, ...]) -> list[str]:
+    """``cell_names`` of code cells saved without counts (a list of cell texts)."""
+    return cell_names([("code", text, None) for text in cells])
 
 
 def strip_magics(source: str) -> str:
-    """Blank out IPython magics and ``!shell`` lines, keeping line numbers for tracebacks."""
-    if source.lstrip().startswith("%%"):
-        return "\n" * source.count("\n")  # a cell magic: the cell is not Python
-    return "\n".join("" if _MAGIC.match(line) else line for line in source.split("\n"))
+    """A code cell's Python (``read_cell``), IPython's syntax left out, line numbers kept."""
+    return read_cell(source)[0]
 
 
 # The notebook's self-check lines: the student's tools, not their answer (and they cannot
@@ -300,6 +439,8 @@ def _read_notebook_file(submission: Submission, path: Path) -> None:
 
 
 def _read_notebook_bytes(submission: Submission, data: bytes, name: str) -> None:
+    import nbformat  # here, not at the top: its import costs 0.1-3 s (jsonschema), and a folder needs none
+
     try:
         text = data.decode("utf-8-sig")
         notebook = nbformat.reads(text, as_version=4)
@@ -312,6 +453,21 @@ def _read_notebook_bytes(submission: Submission, data: bytes, name: str) -> None
         submission.errors.append(f"{name} is {what} ({str(exc).splitlines()[0][:200]}). "
                                  "Fix: download it again from Jupyter (File > Download > Notebook).")
         return
-    submission.notebook = [strip_self_checks(strip_magics(c.get("source", ""))) if c.get("cell_type") == "code" else ""
-                           for c in notebook.get("cells", [])]
+    cells = [c for c in notebook.get("cells", []) if isinstance(c, dict)]
+    kinds = [(c.get("cell_type"), _text(c.get("source")), c.get("execution_count")) for c in cells]
+    submission.cell_names = cell_names(kinds)
+    submission.notebook = []
+    for (kind, source, _), name in zip(kinds, submission.cell_names):
+        python, magic = read_cell(source) if kind == "code" else ("", None)
+        if magic is not None:
+            submission.errors.append(cell_magic_note(name, magic))
+            submission.ungraded_cells[len(submission.notebook)] = (magic, source)
+        submission.notebook.append(strip_self_checks(python))
     submission.sources = {}
+
+
+def _text(source: object) -> str:
+    """A cell's source as nbformat reads it (a string; a list of lines in some files)."""
+    if isinstance(source, list):
+        return "".join(part for part in source if isinstance(part, str))
+    return source if isinstance(source, str) else ""

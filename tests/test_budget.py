@@ -18,4 +18,4 @@ def test_notebook_cells_count_in_the_budget(tmp_path):
     course = scan_off_course(tmp_path / "course", {"submission_seconds": 4})
     submission = grade_json(tmp_path, path, extra=("--course", str(course)))["submissions"][0]
     skipped = [e for e in submission["errors"] if "time budget" in e]
-    assert skipped and "cell 9 was not run" in skipped[-1]
+    assert skipped and skipped[-1].startswith("cell [9] was not run")  # In [9] after Restart & Run All

@@ -24,6 +24,7 @@ COURSE = load_course()
 SOFTMAX_BANNED = COURSE.exercise("softmax").banned
 ONLY = "Only torch, numpy, math, random, typing, functools, itertools, collections, numbers, " \
        "warnings, time, __future__ and your own exercise files can be imported"
+ONLY_IN_A_NOTEBOOK = f"Only {', '.join(COURSE.policy.allowed_imports)} can be imported in a notebook"
 
 
 def violations(source: str, banned=SOFTMAX_BANNED, policy: Policy = COURSE.policy, file: str = "softmax.py"):
@@ -343,20 +344,23 @@ def test_a_file_named_like_a_python_module_cannot_be_imported_bare():
 
 
 def test_notebook_cells_are_scanned_as_one_program():
-    """Are a notebook's cells numbered as Jupyter shows them (Markdown counted), aliases
-    shared between cells, a bad cell's message complete, and the __main__ block scanned
+    """Are a notebook's cells named as Jupyter numbers them (here saved without counts:
+    Restart & Run All's numbers, blank and Markdown cells not counted), aliases shared between
+    cells, a bad cell's message complete in a notebook's words, and the __main__ block scanned
     (a notebook runs as __main__)?"""
     cells = ("", "import torch.nn.functional as F\n", "x = 1\nloader = F.importlib\n",
              "def softmax(x, dim=-1):\n    return F.softmax(x, dim)\n",
              "if __name__ == '__main__':\n    import os\n")
     scan = scan_notebook(cells, COURSE.policy)
     assert sorted(scan.problems) == [2, 4]
-    assert scan.skipped()[2] == ("notebook cell 3 line 2 reaches the module importlib through "
+    assert scan.skipped()[2] == ("cell [2] line 2 reaches the module importlib through "
                                  f"torch.nn.functional.importlib, which graded code may not use: loader = F.importlib. "
-                                 f"{ONLY}. The cell was not run.")
+                                 f"{ONLY_IN_A_NOTEBOOK}. The cell was not run.")
     assert scan.defined_in["softmax"] == 3 and scan.defined_in["loader"] == 2
     banned = scan.banned("softmax", SOFTMAX_BANNED)
-    assert [(v.file, v.line) for v in banned] == [("cell 4", 2)]
+    assert [(v.file, v.line) for v in banned] == [("cell [3]", 2)]
+    named = scan_notebook(cells, COURSE.policy, ("", "cell [7]", "cell [8]", "cell [9]", "code cell 5"))
+    assert named.skipped()[2].startswith("cell [8] line 2 ") and named.skipped()[4].startswith("code cell 5 line 2 ")
 
 
 @pytest.mark.parametrize("flavour", ["grader", "otter"])
@@ -524,12 +528,14 @@ def test_notebook_cell_with_a_violation_is_not_run(graded, reference_report):
     submission = graded["notebook.ipynb"]
     scores, full = exercise_scores(submission), max_scores(reference_report)
     assert scores == dict(full, softmax=0)
-    assert submission["errors"] == [
-        f"notebook cell 4 line 1 imports os, which graded code may not import: import os. {ONLY}. The cell was not run.",
-        f"notebook cell 5 line 1 imports sys, which graded code may not import: import sys. {ONLY}. The cell was not run."]
+    assert submission["errors"] == [  # cells named as Restart & Run All numbers them: Markdown has no number
+        f"cell [3] line 1 imports os, which graded code may not import: import os. {ONLY_IN_A_NOTEBOOK}. "
+        "The cell was not run.",
+        f"cell [4] line 1 imports sys, which graded code may not import: import sys. {ONLY_IN_A_NOTEBOOK}. "
+        "The cell was not run."]
     assert messages(submission, "softmax") == {
-        f"softmax is defined in notebook cell 5, which was not run: cell 5 line 1 imports sys, which graded code may "
-        f"not import: import sys. {ONLY}. It scores 0 until that line is gone."}
+        f"softmax is defined in cell [4], which was not run: cell [4] line 1 imports sys, which graded code may "
+        f"not import: import sys. {ONLY_IN_A_NOTEBOOK}. It scores 0 until that line is gone."}
 
 
 def test_a_module_namespace_cannot_be_copied_onto_an_object():

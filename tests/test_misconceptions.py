@@ -318,10 +318,11 @@ def test_hint_points_at_the_line(corpus, student, line):
 
 
 def test_notebook_hint_names_the_cell(corpus):
-    """In a notebook, does the hint quote the line with its cell (Markdown cells counted)?"""
+    """In a notebook, does the hint quote the line with its cell, named as Jupyter numbers it
+    (saved without counts: Restart & Run All's number, Markdown cells not counted)?"""
     hints = {h for t in results_of(corpus[NOTEBOOK], "attention_scores") for h in t["hints"]}
     assert hints == {LIBRARY["attention_scores", "unscaled"].hint
-                     + " (cell 2, line 6: return torch.matmul(Q, K.transpose(-2, -1)))"}
+                     + " (cell [1], line 6: return torch.matmul(Q, K.transpose(-2, -1)))"}
 
 
 def test_hints_reach_hidden_tests(corpus):
@@ -444,7 +445,7 @@ def test_quote_skips_comments_and_docstrings():
     x = torch.randn(3)
     assert hint_for([DOUBLED], calls_of(double, x), source, TOLERANCE, identity) == "You doubled x. (line 8: return x * 2)"
     cells = ["", "import torch", "def f(x):\n    return x * 2"]
-    assert hint_for([DOUBLED], calls_of(double, x), cells, TOLERANCE, identity) == "You doubled x. (cell 3, line 2: return x * 2)"
+    assert hint_for([DOUBLED], calls_of(double, x), cells, TOLERANCE, identity) == "You doubled x. (cell [2], line 2: return x * 2)"
     assert hint_for([DOUBLED], calls_of(double, x), "def f(x):\n    return x + x\n", TOLERANCE, identity) == "You doubled x."
 
 

@@ -363,8 +363,8 @@ def test_a_filled_in_notebook_grades_like_the_same_files(with_solutions):
     as_notebook, as_files = with_solutions["notebook"], with_solutions["files"]
     assert as_notebook["errors"] == [] and as_notebook["score"] < as_notebook["max_score"]
 
-    def same_place(submission: dict) -> list:  # a hint quotes "cell 7, line 4" in a notebook, "line 4" in a file
-        return [dict(t, hints=[re.sub(r"\(cell \d+, line", "(line", h) for h in t["hints"]])
+    def same_place(submission: dict) -> list:  # a hint quotes "cell [7], line 4" in a notebook, "line 4" in a file
+        return [dict(t, hints=[re.sub(r"\(cell \[\d+\], line", "(line", h) for h in t["hints"]])
                 for e in submission["exercises"] for t in e["tests"]]
 
     assert same_place(as_notebook) == same_place(as_files)

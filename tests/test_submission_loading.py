@@ -66,14 +66,20 @@ def test_not_a_zip(tmp_path):
 
 
 def test_notebook_cells_and_magics(tmp_path):
-    """Are a notebook's code cells read in order, magics and shell lines blanked?"""
+    """Are a notebook's code cells read in order, magics and shell lines blanked, a %%bash cell
+    left out with a note, each cell named by the number Jupyter shows beside it?"""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# hi"), nbformat.v4.new_code_cell("%matplotlib inline\n!pip list\nx = 1"),
-                nbformat.v4.new_code_cell("%%bash\necho hi"), nbformat.v4.new_code_cell("y = x + 1")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# hi"),
+                nbformat.v4.new_code_cell("%matplotlib inline\n!pip list\nx = 1", execution_count=1),
+                nbformat.v4.new_code_cell("%%bash\necho hi", execution_count=2),
+                nbformat.v4.new_code_cell("y = x + 1", execution_count=5)]
     path = tmp_path / "n.ipynb"
     nbformat.write(nb, path)
     sub = load_submission("n.ipynb", path)
     assert sub.notebook == ["", "\n\nx = 1", "\n", "y = x + 1"]
+    assert sub.cell_names == ["", "cell [1]", "cell [2]", "cell [5]"]
+    assert sub.errors == ["cell [2] is a %%bash cell, not graded: shell commands, not Python."]
+    assert sub.ungraded_cells == {2: ("bash", "%%bash\necho hi")}
 
 
 @pytest.mark.parametrize("content, words", [(b"{not json", "not valid JSON"), (b'{"hello": 1}', "not a Jupyter notebook"),
@@ -87,9 +93,10 @@ def test_broken_notebook_is_one_error(tmp_path, content, words):
 
 
 def test_strip_magics_keeps_line_numbers():
-    """Do magics become blank lines so tracebacks keep the student's line numbers?"""
-    source = "import torch\n%time x = 1\n!ls\ny = 2"
-    assert strip_magics(source).split("\n") == ["import torch", "", "", "y = 2"]
+    """Do magics become blank lines (``%time``'s statement stays, as IPython runs it) so
+    tracebacks keep the student's line numbers?"""
+    source = "import torch\n%time x = 1\n!ls\n%timeit f()\ny = 2"
+    assert strip_magics(source).split("\n") == ["import torch", "x = 1", "", "", "y = 2"]
 
 
 def test_source_encodings():

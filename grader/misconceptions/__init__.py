@@ -31,6 +31,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
+from ..submission import plain_cell_names
+
 QUOTE_LIMIT = 120  # characters of the student's line quoted in a hint
 
 
@@ -85,12 +87,12 @@ def misconceptions_for(exercise_id: str) -> tuple[Misconception, ...]:
     return tuple(module.MISCONCEPTIONS)
 
 
-def find_hints(exercise_id: str, calls: Sequence[Call], source_text: str | Sequence[str] | None,
+def find_hints(exercise_id: str, calls: Sequence[Call], source_text: str | Sequence[str] | Mapping[str, str] | None,
                tolerance: Mapping[str, Any], reference: Callable[..., Any]) -> list[str]:
     """The hint of the first misconception of the exercise that explains ``calls``; [] if none.
 
-    ``source_text`` is the student's file for the exercise, or a notebook's cells (a list),
-    or None; ``tolerance`` maps dtype names (``"float32"``) to objects with ``rtol`` and
+    ``source_text`` is the student's file for the exercise, or a notebook's cells (by the
+    name messages give them, or a list), or None; ``tolerance`` maps dtype names (``"float32"``) to objects with ``rtol`` and
     ``atol`` (course.yaml's); ``reference`` is the reference solution's function.
     """
     hint = hint_for(misconceptions_for(exercise_id), calls, source_text, tolerance, reference)
@@ -98,7 +100,7 @@ def find_hints(exercise_id: str, calls: Sequence[Call], source_text: str | Seque
 
 
 def hint_for(misconceptions: Sequence[Misconception], calls: Sequence[Call],
-             source_text: str | Sequence[str] | None, tolerance: Mapping[str, Any],
+             source_text: str | Sequence[str] | Mapping[str, str] | None, tolerance: Mapping[str, Any],
              reference: Callable[..., Any]) -> str | None:
     """``find_hints`` on an explicit list of misconceptions."""
     if not calls or not misconceptions:
@@ -185,20 +187,26 @@ def same(got: Any, want: Any, tolerance: Mapping[str, Any]) -> bool:
 # ---------------------------------------------------------------- quoting the student's line
 
 
-def _quote(pattern: str | None, source_text: str | Sequence[str] | None) -> str:
-    """`` (line 7: return Q @ K.T)`` for the first code line matching ``pattern``; "" if none."""
+def _quote(pattern: str | None, source_text: str | Sequence[str] | Mapping[str, str] | None) -> str:
+    """`` (line 7: return Q @ K.T)`` for the first code line matching ``pattern``; "" if none.
+    In a notebook (cells by name, or a list of cells saved without execution counts):
+    `` (cell [2], line 7: ...)``, the cell named as every message names it."""
     if pattern is None or source_text is None:
         return ""
     regex = re.compile(pattern)
-    cells = [source_text] if isinstance(source_text, str) else list(source_text)
-    for cell_index, text in enumerate(cells):
+    if isinstance(source_text, str):
+        cells = {"": source_text}
+    elif isinstance(source_text, Mapping):
+        cells = dict(source_text)
+    else:
+        cells = dict(zip(plain_cell_names(list(source_text)), source_text))
+    for cell, text in cells.items():
         for line_number, code in code_lines(text):
             if regex.search(code):
                 code = code.strip()
                 if len(code) > QUOTE_LIMIT:
                     code = code[: QUOTE_LIMIT - 3] + "..."
-                where = f"line {line_number}" if isinstance(source_text, str) else f"cell {cell_index + 1}, line {line_number}"
-                return f" ({where}: {code})"
+                return f" ({cell + ', ' if cell else ''}line {line_number}: {code})"
     return ""
 
 
