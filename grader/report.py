@@ -1,7 +1,9 @@
 """Step 5 of the grading path: show the results (terminal tables) and write them (JSON).
 
 Files are written atomically (a temporary file renamed into place), so an interrupted run
-never leaves half a report behind.
+never leaves half a report behind. Names from outside (tests with their parametrize ids such
+as ``test_dtype_is_kept[float32]``, submissions) go into tables as ``Text``, never as a plain
+string: rich reads ``[float32]`` in a string as a style tag and drops it.
 """
 from __future__ import annotations
 
@@ -38,14 +40,14 @@ def _umask() -> int:
     return mask
 
 
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all, with the permissions of a normal file."""
+def write_atomically(path: str | Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes: a PNG) to ``path`` whole or not at all, with the permissions of a normal file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would keep TAs and a web server out
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as out:
             out.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -78,13 +80,14 @@ def gradebook(course: Course, results: list[SubmissionResult]) -> Table:
             if ex.status not in ("passed", "failed"):
                 notes.append(f"{ex.id}: {ex.status}")
         notes.extend(result.errors[:1])
-        table.add_row(result.submission, *cells, _points(round(result.score, 2), result.max_score), "; ".join(notes))
+        table.add_row(Text(result.submission), *cells, _points(round(result.score, 2), result.max_score),
+                      Text("; ".join(notes)))
     return table
 
 
 def details(result: SubmissionResult, *, show_hidden: bool = True) -> Table:
     """Every test of one submission with its status, and the message of each failure."""
-    table = Table(title=f"{result.submission}: {_points(round(result.score, 4), result.max_score)}",
+    table = Table(title=Text(f"{result.submission}: {_points(round(result.score, 4), result.max_score)}"),
                   title_justify="left", show_lines=False)
     table.add_column("exercise")
     table.add_column("test", overflow="fold")
@@ -100,8 +103,8 @@ def details(result: SubmissionResult, *, show_hidden: bool = True) -> Table:
                 line.append(f"\n{test.message}")
             for hint in test.hints:
                 line.append(f"\nhint: {hint}", style="cyan")
-            name = test.name + (" (hidden)" if test.hidden else "")
-            table.add_row(ex.id, name, f"{test.score:.3g}/{test.max_score:.3g}", line)
+            name = Text(test.name + (" (hidden)" if test.hidden else ""))
+            table.add_row(Text(ex.id), name, f"{test.score:.3g}/{test.max_score:.3g}", line)
     return table
 
 
@@ -129,13 +132,15 @@ def print_check(console: Console, result: SubmissionResult) -> None:
         if ex.status == "not_implemented" and all(t.status == "not_implemented" for t in ex.tests):
             console.print(f"  · {ex.tests[0].message}" if ex.tests else "", highlight=False, markup=False)
             continue
+        hints: list[str] = []  # each once per exercise, after its tests, not under every failing test
         for test in ex.tests:
             mark = STATUS_MARK.get(test.status, "✗")
             console.print(Text(f"  {mark} {test.name}", style=STATUS_STYLE.get(test.status, "")))
             if test.status != "passed":
                 console.print(f"      {test.message}", highlight=False, markup=False)
-                for hint in test.hints:
-                    console.print(f"      [cyan]hint:[/cyan] {escape(hint)}", highlight=False)
+                hints += [h for h in test.hints if h not in hints]
+        for hint in hints:
+            console.print(f"  [cyan]hint:[/cyan] {escape(hint)}", highlight=False)
     for error in result.errors:
         console.print(f"[yellow]note:[/yellow] {escape(error)}", highlight=False)
     console.print(Text(f"score so far (public tests): {result.score:.4g}/{result.max_score:g}", style="bold"))

@@ -10,8 +10,18 @@ from pathlib import Path
 from .results import SubmissionResult
 
 
-# A hint ends with the student's own line, "(line 7: ...)": drop it to count mistakes alike.
-_QUOTED_LINE = re.compile(r"\s*\((cell \d+, )?line \d+: .*\)\s*$")
+# A hint may end with the student's own line, " (line 7: ...)" or " (cell [2], line 7: ...)"
+# (grader/misconceptions/__init__.py writes it): drop it to count mistakes alike.
+_QUOTED_LINE = re.compile(r"\s*\(((?:(?:code )?cell \[?\d+\]?, )?line \d+): (.*)\)\s*$", re.DOTALL)
+
+
+def split_hint(hint: str) -> tuple[str, str | None, str | None]:
+    """``(sentence, where, code)``: a hint without the student's quoted line, and that line's place
+    ("line 7", "cell [2], line 7") and code; ``where`` and ``code`` are None when it quotes none."""
+    match = _QUOTED_LINE.search(hint)
+    if match is None:
+        return hint, None, None
+    return hint[: match.start()], match.group(1), match.group(2)
 
 
 @dataclass
@@ -26,28 +36,38 @@ class ClassStats:
     statuses: dict[str, Counter]
     """exercise id -> how many submissions ended in each status."""
     common_hints: list[tuple[str, int]]
+    """(exercise: hint without the student's line, how many submissions got it) most common first."""
+    hidden: frozenset[str] = frozenset()
+    """The keys of ``failure_rates`` that name hidden tests."""
 
 
-def compute(results: list[SubmissionResult]) -> ClassStats:
+def compute(results: list[SubmissionResult], *, include_hidden: bool = True) -> ClassStats:
+    """The class's statistics; ``include_hidden=False`` leaves hidden tests out of the failure
+    rates and the mistakes (for a page students may see), not out of the scores."""
     scores = [r.score for r in results]
     failing: Counter = Counter()
     seen: Counter = Counter()
     statuses: dict[str, Counter] = {}
     hints: Counter = Counter()
+    hidden: set[str] = set()
     for result in results:
         for exercise in result.exercises:
             statuses.setdefault(exercise.id, Counter())[exercise.status] += 1
-            for test in exercise.tests:
-                key = f"{exercise.id}: {test.name}"
+            tests = [t for t in exercise.tests if include_hidden or not t.hidden]
+            for test in tests:
+                key = f"{exercise.id}: {test.name}"  # the name with its parametrize id: test_x[float32]
                 seen[key] += 1
                 failing[key] += test.status != "passed"
-            for hint in {_QUOTED_LINE.sub("", h) for t in exercise.tests for h in t.hints}:
+                if test.hidden:
+                    hidden.add(key)
+            for hint in {split_hint(h)[0] for t in tests for h in t.hints}:
                 hints[f"{exercise.id}: {hint}"] += 1
     rates = sorted(((k, failing[k] / seen[k], failing[k]) for k in seen if failing[k]), key=lambda x: (-x[1], x[0]))
     return ClassStats(
         count=len(results), max_score=max((r.max_score for r in results), default=0.0),
         mean=statistics.fmean(scores) if scores else 0.0, median=statistics.median(scores) if scores else 0.0,
-        scores=scores, failure_rates=rates, statuses=statuses, common_hints=hints.most_common(10))
+        scores=scores, failure_rates=rates, statuses=statuses, common_hints=hints.most_common(10),
+        hidden=frozenset(hidden))
 
 
 def print_stats(console, stats: ClassStats, *, top: int = 10) -> None:
@@ -65,7 +85,7 @@ def print_stats(console, stats: ClassStats, *, top: int = 10) -> None:
         table.add_column("test", overflow="fold")
         table.add_column("failed", justify="right")
         for key, rate, n in stats.failure_rates[:top]:
-            table.add_row(Text(key), f"{rate:.0%} ({n})")
+            table.add_row(Text(key + (" (hidden)" if key in stats.hidden else "")), f"{rate:.0%} ({n})")
         console.print(table)
     if stats.common_hints:
         console.print("[bold]most common mistakes[/bold]")

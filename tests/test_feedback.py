@@ -1,12 +1,16 @@
-"""Blame of earlier exercises, and the feedback reports (HTML with heatmaps, Markdown)."""
+"""Blame of earlier exercises, and the feedback reports (HTML with heatmaps, Markdown, the class index)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
+from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, run_grader
+from conftest import IDS, ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, run_grader
 from test_course import course_copy, edit  # noqa: F401 - fixture
 
 WRONG_SOFTMAX = "import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=0, keepdim=True)\n"
@@ -71,16 +75,16 @@ def test_blame_can_earn_points_by_policy(course_copy, tmp_path, blamed):
 
 
 def test_html_report_has_heatmaps_and_opens_offline(blamed, tmp_path_factory):
-    """Is there an HTML report per submission, with embedded PNG heatmaps and nothing remote?"""
+    """Is there an HTML report per submission, with PNG heatmaps beside it and nothing remote?"""
     reports = next(p for p in tmp_path_factory.getbasetemp().glob("blame*/../reports") if p.is_dir())
     page = (reports / "bad_softmax.html").read_text()
-    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert images and all(len(i) > 1000 for i in images)
-    assert "http://" not in page and "https://" not in page
+    images = re.findall(r"<img src='([^']+)'", page)
+    assert images and all((reports / i).read_bytes()[:4] == b"\x89PNG" and (reports / i).stat().st_size > 1000
+                          for i in images)
+    assert "http://" not in page and "https://" not in page and "data:image" not in page
     assert "comes from your softmax" in page
     markdown = (reports / "bad_softmax.md").read_text()
-    pngs = re.findall(r"\]\(([^)]+\.png)\)", markdown)
-    assert pngs and all((reports / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert re.findall(r"\]\(([^)]+\.png)\)", markdown) == images  # the same files, stored once
     assert "![" not in (reports / "all_right.md").read_text()  # no failure, no picture
 
 
@@ -111,4 +115,261 @@ def test_check_points_to_its_report(tmp_path):
     proc = run_grader("check", "softmax", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "hint:" in proc.stdout and "grader-report" in proc.stdout
-    assert (tmp_path / "grader-report" / "exercises.html").is_file()
+    page = tmp_path / "grader-report" / "exercises.html"
+    deadline = time.monotonic() + 60  # the report may be written just after `check` exits
+    while not page.is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert page.is_file()
+
+
+# ---------------------------------------------------------------- the sample class's reports
+
+EXAMPLES = ROOT / "examples" / "submissions"
+
+
+class Page(HTMLParser):
+    """The parts of a report page the tests read: tables (rows of cell texts), links, images."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.bins: list[str] = []
+        self._table, self._row, self._cell = None, None, None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(attrs.get("class", ""), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "a":
+            self.links.append(attrs["href"])
+        elif tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "div" and attrs.get("class") == "bin":
+            self.bins.append(attrs["title"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.fixture(scope="session")
+def sample_class(tmp_path_factory) -> dict:
+    """The sample class graded once with student reports, plus staff reports written from its
+    results file (the same results, so nothing is graded twice)."""
+    from grader.feedback_report import write_report
+    from grader.results import SubmissionResult
+
+    out = tmp_path_factory.mktemp("sample")
+    proc = run_grader("grade", str(EXAMPLES), "--format", "json", "--out", str(out / "grades.json"),
+                      "--report-dir", str(out / "student"), "--audience", "student")
+    assert proc.returncode == 0, proc.stderr
+    results = [SubmissionResult.from_record(json.loads(line))
+               for line in (out / "grades.json.jsonl").read_text().splitlines() if line]
+    staff = {r.submission: write_report(r, out / "staff", audience="staff") for r in results}
+    return {"document": json.loads((out / "grades.json").read_text()), "results": {r.submission: r for r in results},
+            "student": out / "student", "staff": out / "staff", "staff_pages": staff, "stderr": proc.stderr}
+
+
+def report_stem(submission: str) -> str:
+    return re.sub(r"\.(zip|ipynb)$", "", Path(submission).name)
+
+
+def exercise_status(exercise: dict) -> str:
+    if exercise["score"] >= exercise["max_score"] - 1e-6:
+        return "passed"
+    return next(t["status"] for t in exercise["tests"] if t["status"] != "passed")
+
+
+def points(text: str) -> tuple[float, float]:
+    score, top = text.replace("*", "").split("/")
+    return float(score), float(top)
+
+
+def test_every_report_opens_with_the_score_summary(sample_class):
+    """Does each report, HTML and Markdown, open with each exercise's score, status and tests
+    passed, and the total, as the grades say (before any exercise's details)?"""
+    submissions = sample_class["document"]["submissions"]
+    assert [e["id"] for e in submissions[0]["exercises"]] == list(IDS)
+    for submission in submissions:
+        expected = [[e["id"], (e["score"], e["max_score"]), exercise_status(e),
+                     f"{sum(t['status'] == 'passed' for t in e['tests'])} of {len(e['tests'])}"]
+                    for e in submission["exercises"]]
+        stem = report_stem(submission["submission"])
+        for audience in ("student", "staff"):
+            page_text = (sample_class[audience] / f"{stem}.html").read_text()
+            assert page_text.index("class='summary'") < page_text.index("<section")
+            rows = Page(page_text).tables["summary"]
+            md = (sample_class[audience] / f"{stem}.md").read_text()
+            md_rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.split("\n## ")[0].splitlines()
+                       if line.startswith("| ")]
+            for table in (rows, md_rows):
+                assert table[0] == ["exercise", "score", "status", "tests passed"]
+                body, total = table[1:-1], table[-1]
+                assert [r[0] for r in body] == [e[0] for e in expected]
+                for row, (_, (score, top), status, passed) in zip(body, expected):
+                    assert points(row[1]) == (pytest.approx(score, abs=0.0051), top)
+                    assert row[2].replace(" ", "_") == status and row[3] == passed
+                assert "total" in total[0]
+                assert points(total[1]) == (pytest.approx(submission["score"], abs=0.0051), submission["max_score"])
+    statuses = {exercise_status(e) for s in submissions for e in s["exercises"]}
+    assert {"passed", "failed", "timeout"} <= statuses  # the sample class shows more than one kind
+
+
+def visible_hints(exercise: dict, audience: str) -> dict[str, set]:
+    """The exercise's hint sentences (without the quoted line) -> the quoted lines' code."""
+    from grader.stats import split_hint
+
+    hints: dict[str, set] = {}
+    for test in exercise["tests"]:
+        if test["status"] == "passed" or (test["hidden"] and audience == "student"):
+            continue
+        for hint in test["hints"]:
+            text, _, code = split_hint(hint)
+            hints.setdefault(text, set()).update({code} - {None})
+    return hints
+
+
+def test_a_hint_appears_once_per_exercise(sample_class):
+    """Is each hint written once per exercise, with the student's line, however many tests
+    gave it, while every failing test still shows its own message?"""
+    import html
+
+    repeated = 0
+    for submission in sample_class["document"]["submissions"]:
+        stem = report_stem(submission["submission"])
+        for audience in ("student", "staff"):
+            page = (sample_class[audience] / f"{stem}.html").read_text()
+            md = (sample_class[audience] / f"{stem}.md").read_text()
+            given: dict[str, int] = {}
+            for exercise in submission["exercises"]:
+                for text, codes in visible_hints(exercise, audience).items():
+                    given[text] = given.get(text, 0) + 1
+                    for code in codes:  # the student's line, quoted once in this exercise's hints
+                        section = page.split(f"<section id='{exercise['id']}'>")[1].split("</section>")[0]
+                        hints = section.split("<table")[0]  # (an error's message may quote it too)
+                        assert hints.count(f"<code>{html.escape(code)}</code>") == 1
+                for test in exercise["tests"]:
+                    if test["status"] != "passed" and not (test["hidden"] and audience == "student"):
+                        assert html.escape(test["message"]) in page and test["message"] in md
+                repeated += sum(len(t["hints"]) for t in exercise["tests"]) > 1
+            for text, exercises in given.items():
+                assert page.count(html.escape(text)) == exercises, (stem, text)
+                assert md.count(text) == exercises, (stem, text)
+    assert repeated  # some exercise gave a hint on several tests: the test is not vacuous
+
+
+def test_each_picture_is_stored_once(sample_class):
+    """Are the heatmaps PNG files beside the reports, referenced by the HTML and the Markdown
+    alike, with no base64 copy, at most one per exercise, none left unreferenced?"""
+    mask = os.umask(0)
+    os.umask(mask)
+    for audience in ("student", "staff"):
+        folder = sample_class[audience]
+        referenced = set()
+        for submission in sample_class["document"]["submissions"]:
+            stem = report_stem(submission["submission"])
+            page = (folder / f"{stem}.html").read_text()
+            assert "data:image" not in page and "base64" not in page
+            images = Page(page).images
+            assert re.findall(r"!\[[^\n]*\]\(([^)\s]+\.png)\)", (folder / f"{stem}.md").read_text()) == images
+            assert len(images) <= len(submission["exercises"]) and len(set(images)) == len(images)
+            for image in images:
+                assert not Path(image).is_absolute() and (folder / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            referenced |= set(images)
+        files = {str(p.relative_to(folder)) for p in folder.rglob("*.png")}
+        assert referenced and files == referenced
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+    # the staff reports picture every exercise that has a failing case with weights, once
+    results = sample_class["results"]
+    staff = {s: Page(p.read_text()).images for s, p in sample_class["staff_pages"].items()}
+    for name, result in results.items():
+        with_figures = [e.id for e in result.exercises if any(t.figures for t in e.tests if t.status != "passed")]
+        assert [Path(i).stem.rsplit("-", 1)[1] for i in staff[name]] == with_figures
+
+
+def test_picture_shows_the_hinted_mistake(sample_class):
+    """Is the exercise's picture taken from a failing test that got its most common hint?"""
+    from grader.stats import split_hint
+
+    seen = 0
+    for name, result in sample_class["results"].items():
+        page = sample_class["staff_pages"][name].read_text()
+        for exercise in result.exercises:
+            failing = [t for t in exercise.tests if t.status != "passed"]
+            counts: dict[str, int] = {}
+            for test in failing:
+                for hint in test.hints:
+                    counts[split_hint(hint)[0]] = counts.get(split_hint(hint)[0], 0) + 1
+            pictured = [t for t in failing if t.figures and t.figures[0][0] in page]
+            if not counts or not pictured:
+                continue
+            top = max(counts, key=counts.get)
+            assert len(pictured) == 1 and top in {split_hint(h)[0] for h in pictured[0].hints}, (name, exercise.id)
+            seen += 1
+    assert seen
+
+
+def test_class_index_links_every_report_and_shows_the_distribution(sample_class):
+    """Does index.html link each student's report, draw the score distribution, and list the
+    tests failed most often and the most common mistakes?"""
+    import html
+
+    from grader.stats import compute
+
+    folder = sample_class["student"]
+    submissions = sample_class["document"]["submissions"]
+    assert str(folder / "index.html") in sample_class["stderr"]
+    index = (folder / "index.html").read_text()
+    page = Page(index)
+    reports = {p.name for p in folder.glob("*.html")} - {"index.html"}
+    assert sorted(page.links) == sorted(reports) == sorted(f"{report_stem(s['submission'])}.html" for s in submissions)
+    rows = {r[0]: r for r in page.tables["tests students"] if r}
+    for submission in submissions:
+        assert points(rows[submission["submission"]][-2]) == (pytest.approx(submission["score"], abs=0.0051),
+                                                             submission["max_score"])
+    # the distribution: one bar per tenth of the maximum, counting every submission once
+    top = submissions[0]["max_score"]
+    counts = [0] * 10
+    for submission in submissions:
+        counts[min(int(submission["score"] / (top / 10)), 9)] += 1
+    assert [int(b.rsplit(": ", 1)[1]) for b in page.bins] == counts and sum(counts) == len(submissions)
+    # the most failed public test and the most common mistake, counted here from the grades
+    failed: dict[str, int] = {}
+    for submission in submissions:
+        for exercise in submission["exercises"]:
+            for test in exercise["tests"]:
+                if not test["hidden"]:
+                    key = f"{exercise['id']}: {test['name']}"
+                    failed[key] = failed.get(key, 0) + (test["status"] != "passed")
+    worst = max(failed.values())
+    assert worst and any(html.escape(k) in index for k, n in failed.items() if n == worst)
+    stats = compute(list(sample_class["results"].values()), include_hidden=False)
+    hint, n = stats.common_hints[0]
+    assert html.escape(hint.partition(": ")[2]) in index
+    assert "(hidden)" not in index  # a student-audience index leaves hidden tests out
+
+
+def test_report_api_returns_the_html_path(tmp_path, sample_class):
+    """Does write_report keep its signature and return value (what `check` calls)?"""
+    from grader.feedback_report import write_report
+
+    result = sample_class["results"]["carol.ipynb"]
+    page = write_report(result, tmp_path, audience="student")
+    assert page == tmp_path / "carol.html" and page.is_file() and (tmp_path / "carol.md").is_file()
