@@ -17,8 +17,11 @@ Inside ``autograder.zip``:
   with our points and hidden flags. Their bodies are placeholders that fail: the plugin
   replaces every result with our grader's (if it ever did not run, a submission would score
   0, never full marks);
-- ``otter_config.json``: the plugin, and ``points_possible`` so that results.json has a
-  top-level ``score``;
+- ``otter_config.json``: the plugin, with course.yaml's ``feedback.hidden_tests`` (when
+  Gradescope shows the hidden tests' entries); the plugin writes results.json
+  (``grader/gradescope.py``). ``points_possible``, ``show_hidden: false`` and ``show_stdout:
+  false`` apply only if the plugin never ran: otter's own results.json then has the total of the
+  failing placeholders, 0, hides their per-exercise entries and the autograder's stdout;
 - ``environment.yml``: otter's environment plus requirements.txt: a CPU build of torch (an
   unpinned torch would pull several GB of CUDA libraries) and the course.
 
@@ -76,7 +79,7 @@ def write_assignment(course: Course, out: Path) -> None:
         shutil.copy2(project_file(), copy / "pyproject.toml")
         write_tests(stage / "tests", structure, public_only=False)
         config = {"lang": "python", "points_possible": course.max_score, "show_stdout": False, "show_hidden": False,
-                  "plugins": ["grader.otter_plugin.GraderPlugin"]}
+                  "plugins": [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": course.hidden_tests}}]}
         (stage / "otter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         shutil.copy2(out / "requirements.txt", stage / "requirements.txt")
         # otter generate takes its extra files relative to its working folder.

@@ -11,7 +11,11 @@ installed grader (otter cannot import a plugin that is only in the zip's ``files
   read the hidden tests, hang otter (which has no timeout) or end it with ``os._exit``.
 - ``after_grading``: replace otter's results with ours, one otter test file per exercise
   and one test case per test (points and hidden flags from our suites and course.yaml),
-  and set each exercise's score to ours.
+  and set each exercise's score to ours. Then make the results a ``GraderResults``, whose
+  Gradescope JSON is ``grader/gradescope.py``'s, the one ``python -m grader grade --format
+  gradescope`` writes: otter's own gives every test file one visibility (all ``hidden`` or
+  all ``after_published``) and shows the public tests only as one text block without a
+  score, so students would see nothing but the total.
 
 If our grading fails, otter's placeholder tests stay: they fail, so the submission gets 0
 and a visible note, never marks it has not earned; the details go to the autograder's
@@ -19,6 +23,7 @@ stdout, which only staff see.
 """
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -30,6 +35,8 @@ from otter.plugins import AbstractOtterPlugin
 from otter.test_files import GradingResults, TestCase, TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
+from .course import Course
+from .gradescope import results_json
 from .results import CaseResult, SubmissionResult
 
 GRADE_SECONDS = 900  # the whole submission; each call of the student's code has its own limit
@@ -61,8 +68,24 @@ def case_message(test: CaseResult) -> str:
     return "\n".join([f"{test.status}: {test.message}", *(f"hint: {h}" for h in test.hints)])
 
 
+class GraderResults(GradingResults):
+    """otter's results of a submission our grader graded: otter writes ``gradescope`` (our
+    results.json) as Gradescope's results, unless a plugin asked to hide everything."""
+
+    gradescope: dict
+
+    def to_gradescope_dict(self, ag_config) -> dict:
+        output = copy.deepcopy(self.gradescope)
+        if self.all_hidden:  # hide_everything(), as otter's own does it
+            for test in output["tests"]:
+                test["visibility"] = "hidden"
+            output["stdout_visibility"] = "hidden"
+        return output
+
+
 class GraderPlugin(AbstractOtterPlugin):
-    """Grades with the attention grader's sandbox and records its scores in otter's results."""
+    """Grades with the attention grader's sandbox and records its scores in otter's results.
+    Its config in otter_config.json: ``hidden_tests``, course.yaml's ``feedback.hidden_tests``."""
 
     result: SubmissionResult | None = None
     failure: str | None = None
@@ -92,5 +115,7 @@ class GraderPlugin(AbstractOtterPlugin):
                                            for case, t in zip(cases, exercise.tests)]
             results.results[exercise.id] = test_file
             results.update_score(exercise.id, exercise.score)
-        if self.result.errors:
-            results.set_output("Notes on your submission:\n" + "\n".join(f"- {e}" for e in self.result.errors))
+        gradescope = results_json(self.result, hidden_tests=self.plugin_config.get("hidden_tests", Course.hidden_tests))
+        results.set_output(gradescope["output"])
+        results.__class__ = GraderResults  # the same object: otter writes results.json from it
+        results.gradescope = gradescope

@@ -135,16 +135,24 @@ def test_progress_is_plain_lines_when_not_a_terminal(clean):
 
 
 def test_gradescope_results_json(klass, tmp_path, clean):
-    """Does --format gradescope write one results.json per student in Gradescope's shape?"""
+    """Does --format gradescope write one results.json per student in Gradescope's shape: two
+    entries per exercise (public tests visible, hidden tests after publication) that add up
+    exactly to the report's total?"""
+    from grader.course import load_course
+
+    course = load_course(ROOT / "course.yaml")
     grade(str(klass / "a_bob.zip"), str(klass / "a_alice"), "--format", "gradescope", "--out", str(tmp_path / "gs"))
     for name in ("a_bob", "a_alice"):
         data = json.loads((tmp_path / "gs" / name / "results.json").read_text())
         expected = scores(clean["document"])["a_bob.zip" if name == "a_bob" else name]
-        assert data["score"] == pytest.approx(expected["score"])
+        assert data["score"] == expected["score"]
+        assert round(sum(t["score"] for t in data["tests"]) * 10_000) == round(expected["score"] * 10_000)
+        names = [f"{i}: {kind} tests" for i in course.ids for kind in ("public", "hidden")]
+        assert [t["name"] for t in data["tests"]] == names
         for test in data["tests"]:
             assert set(test) == {"name", "score", "max_score", "status", "output", "visibility"}
-            assert test["status"] in ("passed", "failed") and test["visibility"] in ("visible", "hidden")
-        assert any(t["visibility"] == "hidden" for t in data["tests"])
+            assert test["status"] in ("passed", "failed")
+            assert test["visibility"] == (course.hidden_tests if test["name"].endswith("hidden tests") else "visible")
 
 
 def test_stats_and_histogram(clean, tmp_path):

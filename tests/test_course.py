@@ -49,6 +49,7 @@ def test_the_course_loads_frozen_in_order():
     (lambda d: d["exercises"].append({"id": "multihead", "title": "MHA", "points": 2}), ["multihead", "does not exist"]),
     (lambda d: d["defaults"]["tolerance"].pop("float32"), ["defaults.tolerance", "float32"]),
     (lambda d: d.pop("exercises"), ["exercises", "missing"]),
+    (lambda d: d["feedback"].update(hidden_tests="later"), ["feedback.hidden_tests", "'later'", "after_published"]),
 ])
 def test_invalid_course_is_one_clear_line(course_copy, change, words):
     """Does each mistake in course.yaml give one line naming the file, the key and a fix?"""

@@ -1,6 +1,7 @@
 """The three submission formats grade alike; broken code gets a message that names the fix."""
 from __future__ import annotations
 
+import copy
 import os
 import zipfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, scan_off_course, solution_sources
 from grader.course import load_course
+from grader.results import SubmissionResult
 from grader.student import _describe
 
 NOTEBOOK_ATTENTION = solution_sources()["attention"].replace(
@@ -64,8 +66,9 @@ def test_folder_zip_and_notebook_grade_alike(formats):
 def test_notebook_cells_that_fail_are_reported_and_skipped(formats):
     """Do a raising cell and a hanging cell become errors while the other cells still run?"""
     errors = formats["as_notebook.ipynb"]["errors"]
-    assert any("cell 3 raised ValueError: a broken cell" in e for e in errors)
-    assert any("cell 4 ran past" in e for e in errors)
+    # named as Jupyter numbers them after Restart & Run All: the Markdown cell has no number
+    assert any(e.startswith("cell [2] raised ValueError: a broken cell") for e in errors)
+    assert any(e.startswith("cell [3] ran past") for e in errors)
 
 
 def test_grading_writes_nothing_into_submissions(formats):
@@ -131,3 +134,49 @@ def test_non_utf8_source_explained(formats):
     status, message = messages(formats, "latin1", "softmax")[0]
     assert status == "error" and "not valid utf-8" in message and "UTF-8" in message
     assert exercise_scores(formats["latin1"])["apply_weights"] == 2
+
+
+# ---------------------------------------------------------------- Gradescope's results.json
+
+
+def test_gradescope_entries_add_up_to_the_total_whatever_passes(reference_report):
+    """For any mix of passed and failed tests, do Gradescope's entries (each exercise's public and
+    hidden tests) add up exactly to the report's total, each part of an exercise's points to its
+    points, each score within 0.0001 of the exact one and never above its entry's maximum?"""
+    import random
+
+    from grader.gradescope import UNIT, results_json
+
+    course = load_course(ROOT / "course.yaml")
+    base = SubmissionResult.from_record({"result": reference_report})
+    rng, adjusted = random.Random(20261128), 0
+    for _ in range(2000):
+        result = copy.deepcopy(base)
+        for exercise in result.exercises:
+            for test in exercise.tests:
+                test.status = "passed" if rng.random() < 0.5 else "failed"
+        data = results_json(result, hidden_tests=course.hidden_tests)
+        assert sum(round(t["score"] * UNIT) for t in data["tests"]) == round(data["score"] * UNIT)
+        assert data["score"] == round(result.score, 4)
+        for exercise in result.exercises:
+            parts = [(t, [c for c in exercise.tests if c.hidden == hidden]) for t, hidden in
+                     zip([t for t in data["tests"] if t["name"].startswith(f"{exercise.id}: ")], (False, True))]
+            points = course.exercise(exercise.id).points
+            assert sum(round(t["max_score"] * UNIT) for t, _ in parts) == round(points * UNIT)
+            for entry, cases in parts:
+                exact = sum(c.score for c in cases)
+                assert abs(entry["score"] - exact) <= 1 / UNIT + 1e-9 and entry["score"] <= entry["max_score"]
+                adjusted += round(entry["score"], 4) != round(exact, 4)
+    assert adjusted  # some mixes need the largest-remainder step: rounding each entry alone misses
+
+
+def test_gradescope_visibility_follows_the_course_setting(reference_report):
+    """Are public tests visible at once, and hidden tests as feedback.hidden_tests says?"""
+    from grader.course import GRADESCOPE_VISIBILITY
+    from grader.gradescope import results_json
+
+    result = SubmissionResult.from_record({"result": reference_report})
+    for visibility in GRADESCOPE_VISIBILITY:
+        tests = results_json(result, hidden_tests=visibility)["tests"]
+        assert {t["visibility"] for t in tests if t["name"].endswith(": public tests")} == {"visible"}
+        assert {t["visibility"] for t in tests if t["name"].endswith(": hidden tests")} == {visibility}
