@@ -1,4 +1,5 @@
 """The attention chapter's grader. In a notebook: ``from grader import check; check("softmax")``."""
+import sys
 
 
 def check(*ids: str, **options):
@@ -7,3 +8,19 @@ def check(*ids: str, **options):
     from .notebook_check import check as run_check  # imported on use: `import grader` stays light
 
     return run_check(*ids, **options)
+
+
+def _warm_up_in_a_notebook() -> None:
+    """In a Jupyter kernel, start the course's check server now (in the background, a few
+    seconds) so that the first ``check()`` answers as fast as the next ones."""
+    try:
+        from .course import default_course_path
+        from .warm_check import start
+
+        start(default_course_path(), None)
+    except Exception:  # noqa: BLE001 - a warm-up that fails only makes the first check slower
+        pass
+
+
+if "ipykernel" in sys.modules:
+    _warm_up_in_a_notebook()

@@ -68,12 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(args: argparse.Namespace, zygote: Zygote) -> int:
-    from . import report
-    from .course import load_course
-    from .grading import Job, grade
+def _check(args: argparse.Namespace, zygote: None) -> int:
+    """Answered by the course's warm check server when one runs (grader/warm_check.py), else
+    graded here (cold), printed, and a server started for the next check."""
+    from dataclasses import asdict
 
-    course, _ = _on_device(load_course(args.course), args.device)
+    from . import warm_check
+    from .course import default_course_path, load_course
+
+    course_file = Path(args.course) if args.course else default_course_path()
+    course = load_course(course_file, check_torch_names=False)  # the ids and paths; no torch import here
     unknown = [i for i in args.ids if i not in course.ids]
     if unknown:
         close = difflib.get_close_matches(unknown[0], course.ids, n=1)
@@ -82,13 +86,24 @@ def _check(args: argparse.Namespace, zygote: Zygote) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
-    (result,) = grade(course, [Job(str(folder), folder, tuple(args.ids))], public_only=True, zygote=zygote)
-    report.print_check(report.console(), result)
-    if result.score < result.max_score:
-        from .feedback_report import write_report
+    terminal = warm_check.Terminal.of_stdout()
+    request = {"name": args.dir, "folder": str(folder.resolve()), "ids": list(args.ids), "cwd": os.getcwd(),
+               "report_dir": str(Path(CHECK_REPORT_DIR).resolve()), "terminal": asdict(terminal)}
+    reply = warm_check.ask(course_file, args.device, request)
+    if reply is None:
+        with Zygote() as zygote:
+            from .grading import Job, grade
 
-        page = write_report(result, Path(CHECK_REPORT_DIR), audience="student")
-        print(f"full report, with pictures of your attention weights: {page}")
+            course, _ = _on_device(load_course(course_file), args.device)
+            (result,) = grade(course, [Job(args.dir, folder, tuple(args.ids))], public_only=True, zygote=zygote)
+        report = Path(CHECK_REPORT_DIR) if result.score < result.max_score else None
+        page = warm_check.report_page(result, report) if report else None
+        sys.stdout.write(warm_check.render_check(result, terminal, page))
+        sys.stdout.flush()
+        # the report (pictures take a while) is written by the server it starts, after this exits
+        warm_check.start(course_file, args.device, report=(result.to_record(), report) if report else None)
+    else:
+        sys.stdout.write(reply["text"])
     return 0
 
 
@@ -149,11 +164,14 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
     ordered = [store.done[n] for n, _ in submissions if n in store.done]
     _write(args, course, ordered, device.describe())
     if args.report_dir:
+        from .class_index import write_class_index
         from .feedback_report import write_report
 
         for result in ordered:
             write_report(result, Path(args.report_dir), audience=args.audience)
-        print(f"feedback reports written to {args.report_dir}/ (one .html and one .md per submission)", file=sys.stderr)
+        index = write_class_index(ordered, Path(args.report_dir), args.audience)
+        print(f"feedback reports written to {args.report_dir}/ (one .html and one .md per submission; "
+              f"class overview: {index})", file=sys.stderr)
     return 0
 
 
@@ -184,9 +202,9 @@ def _write(args: argparse.Namespace, course, results: list, device: dict) -> Non
         if args.out:
             for result in results:
                 report.write_atomically(Path(args.out) / student_id(result.submission) / "results.json",
-                                        json.dumps(results_json(result), indent=2) + "\n")
+                                        json.dumps(results_json(result, hidden_tests=course.hidden_tests), indent=2) + "\n")
         else:
-            sys.stdout.write(json.dumps(results_json(results[0]), indent=2) + "\n")
+            sys.stdout.write(json.dumps(results_json(results[0], hidden_tests=course.hidden_tests), indent=2) + "\n")
     else:
         from .stats import compute, print_stats
 
@@ -302,7 +320,7 @@ def _otter(args: argparse.Namespace, zygote: Zygote) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    zygote = Zygote() if args.command in ("check", "grade") else None
+    zygote = Zygote() if args.command == "grade" else None  # check starts one only if it grades here
     command = {"check": _check, "grade": _grade, "merge": _merge, "stats": _stats, "release": _release,
                "otter": _otter}[args.command]
     try:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,18 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
 IDS = ("attention_scores", "softmax", "apply_weights", "attention")
+# `check` runs cold in tests (no background check server left behind), unless a test starts
+# one on purpose (tests/test_warm_check.py).
+os.environ.setdefault("GRADER_CHECK_IDLE_SECONDS", "0")
+
+
+def wait_for_file(path: Path, seconds: float = 120) -> bool:
+    """Whether ``path`` appears within ``seconds``: `check` writes its report in the
+    background, after it has printed."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists()
 
 
 def solution_sources() -> dict[str, str]:
