@@ -17,6 +17,8 @@ import yaml
 
 from .errors import UsageError
 
+ANSWERS_FILE = "answers.pt"  # a student release's recorded references (grader/answer_book.py)
+
 COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -169,10 +171,15 @@ class Course:
         return self.root / "solutions" / exercise.filename
 
     @property
-    def uses_oracles(self) -> bool:
+    def uses_answer_book(self) -> bool:
         """True for a student release, which has no ``solutions/`` folder: the tests then
-        compare with torch's own functions (``grader/oracles.py``) instead of the solutions."""
+        compare with the reference's answers recorded in its ``answers.pt``
+        (``grader/answer_book.py``)."""
         return not (self.root / "solutions").is_dir()
+
+    @property
+    def answers_path(self) -> Path:
+        return self.root / ANSWERS_FILE
 
     def suite_path(self, exercise: Exercise) -> Path:
         return self.root / "grader" / "suites" / f"test_{exercise.id}.py"
@@ -188,7 +195,7 @@ def load_course(path: str | Path | None = None, *, check_torch_names: bool = Tru
     """Read, validate and freeze a course file. Raises CourseError with one clear line.
 
     ``check_torch_names=False`` skips what needs torch imported (banned names and kernels
-    must exist, a release's oracles): for a client that only reads ids and paths."""
+    must exist): for a client that only reads ids and paths."""
     path = Path(path) if path is not None else default_course_path()
     if not path.is_file():
         raise CourseError(f"{path}: no such course file. Fix: run from the repository root or pass --course PATH.")
@@ -354,29 +361,22 @@ class _Validator:
         course = Course(title=title, seed=seed, exercises=tuple(exercises), sandbox=limits,
                         blame_earns_points=blame_earns_points, policy=policy, hidden_tests=hidden_tests,
                         root=self.path.resolve().parent)
-        # Without a solutions/ folder (a student release) the references are the oracles of
-        # grader/oracles.py; with one, every exercise needs its solution file.
-        oracles = (_oracle_ids() if self.check_torch_names else {e.id for e in course.exercises}) if course.uses_oracles else None
+        # Without a solutions/ folder (a student release) the references are the answers
+        # recorded in answers.pt; with one, every exercise needs its solution file.
+        if course.uses_answer_book and not course.answers_path.is_file():
+            raise CourseError(f"{course.root}: no solutions/ folder and no {ANSWERS_FILE} (the references' answers of a "
+                              "student release). Fix: run from the course repository, or write the release again "
+                              "with python -m grader release.")
         for index, exercise in enumerate(course.exercises):
             key = f"exercises[{index}] ({exercise.id})"
-            if oracles is not None and exercise.id not in oracles:
-                raise self.fail(key, f"there is no solutions/ folder (a student release) and grader/oracles.py "
-                                     f"has no oracle for {exercise.id!r}",
-                                f"add solutions/{exercise.filename}, or an entry in grader/oracles.py ORACLES")
             files = [("test suite", course.suite_path(exercise))]
-            if oracles is None:
+            if not course.uses_answer_book:
                 files.insert(0, ("solution", course.solution_path(exercise)))
             for what, file in files:
                 if not file.is_file():
                     raise self.fail(key, f"its {what} {file} does not exist",
                                     f"create {file.relative_to(course.root)} or correct the id")
         return course
-
-
-def _oracle_ids() -> set[str]:
-    from .oracles import ORACLES  # imports torch: only for a course without solutions/
-
-    return set(ORACLES)
 
 
 def _resolves(dotted: str) -> bool:

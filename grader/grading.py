@@ -54,8 +54,9 @@ class Job(NamedTuple):
 
 class _BatchPlugin:
     def __init__(self, course: Course, submissions: Iterable[tuple], public_only: bool,
-                 zygote: Zygote, on_result: Callable[[SubmissionResult], None], slot: int, hide: list[str]):
-        self.state = GradingState(course)
+                 zygote: Zygote, on_result: Callable[[SubmissionResult], None], slot: int, hide: list[str],
+                 recorder=None):
+        self.state = GradingState(course, recorder)
         self.course = course
         self.submissions = submissions
         self.public_only = public_only
@@ -178,14 +179,16 @@ class _BatchPlugin:
 
 def grade(course: Course, paths: Iterable[tuple], *, public_only: bool = False,
           on_result: Callable[[SubmissionResult], None] | None = None,
-          zygote: Zygote | None = None, slot: int = 0, hide: list[str] | None = None) -> list[SubmissionResult]:
+          zygote: Zygote | None = None, slot: int = 0, hide: list[str] | None = None,
+          recorder=None) -> list[SubmissionResult]:
     """Grade submissions ``(name, path)`` or ``Job(name, path, ids)`` with the course's suites;
     results in input order.
 
     ``paths`` may be a lazy iterator (a parallel slot pulls its next job from it). Pass a
     ``zygote`` (or a link to one) started early to overlap its start-up with the caller's
     imports; ``slot`` picks the worker's uid; ``hide`` lists folders workers must not see
-    (computed from ``paths`` when it is a list).
+    (computed from ``paths`` when it is a list); ``recorder`` (``answer_book.Recorder``) records
+    the references' answers, for a release.
     """
     if hide is None:
         paths = list(paths)
@@ -203,7 +206,7 @@ def grade(course: Course, paths: Iterable[tuple], *, public_only: bool = False,
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     suites = [str(course.suite_path(e)) for e in course.exercises]
     with zygote or Zygote() as zygote:
-        plugin = _BatchPlugin(course, paths, public_only, zygote, collect, slot, hide)
+        plugin = _BatchPlugin(course, paths, public_only, zygote, collect, slot, hide, recorder)
         args = [*suites, "--rootdir", str(course.root),
                 "--strict-markers", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:logging",
                 # their clean-up runs gc.collect twice over torch's heap: 0.2 s per grading run

@@ -59,7 +59,7 @@ def write_assignment(course: Course, out: Path) -> None:
     if importlib.util.find_spec("otter") is None:
         raise UsageError("otter-grader is not installed. Fix: pip install -e '.[lms]' "
                          f"(otter-grader[grading]=={OTTER_VERSION}).")
-    if course.uses_oracles:
+    if course.uses_answer_book:
         raise UsageError(f"{course.root} has no solutions/ folder (a student release?): the autograder grades "
                          "against the solutions. Fix: run from the course repository.")
     new_folder(out)

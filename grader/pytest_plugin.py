@@ -6,7 +6,7 @@ Suites (``grader/suites/test_<id>.py``) are plain pytest files. They get:
   ``student(...)`` returns the decoded result, ``student.call_keeping_inputs(...)`` also
   the inputs as the function left them, ``student.gradients(...)`` input gradients.
 - ``reference``: the reference solution's function, in the grader (in a student release,
-  which has no solutions/, torch's own version from ``grader/oracles.py``).
+  which has no solutions/, its answers recorded in ``answers.pt``: ``grader/answer_book.py``).
 - ``expect``: comparisons bound to the exercise's tolerances (``grader.testing.Expect``).
 - every test is seeded with ``seed_for(course seed, "test_<id>.py::<test name>")``.
 
@@ -28,16 +28,19 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 import torch
 
 from . import faults
 from .course import Course, Exercise, load_course
-from .misconceptions import Call, find_hints
+from .misconceptions import Call, hint_for, misconceptions_for
 from .student import StudentCode
 from .testing import Expect, seed_for
+
+if TYPE_CHECKING:
+    from .answer_book import AnswerBook, Recorder
 
 
 @dataclass
@@ -58,22 +61,42 @@ CALLS = pytest.StashKey[list[Call]]()  # the current test's successful calls of 
 
 
 class GradingState:
-    """What the fixtures need: the course and the submission being graded right now."""
+    """What the fixtures need: the course and the submission being graded right now.
 
-    def __init__(self, course: Course):
+    ``recorder``: set while a release records its answer book (grader/answer_book.py)."""
+
+    def __init__(self, course: Course, recorder: "Recorder | None" = None):
         self.course = course
         self.current: StudentCode | None = None
+        self.recorder = recorder
         self.references: dict[str, Callable] = {}
+        self._book: "AnswerBook | None" = None
+
+    @property
+    def book(self) -> "AnswerBook":
+        """A student release's recorded answers (``answers.pt``), loaded on first use."""
+        if self._book is None:
+            from .answer_book import AnswerBook
+
+            self._book = AnswerBook.load(self.course.answers_path)
+        return self._book
 
     def reference(self, exercise: Exercise) -> Callable:
         if exercise.id not in self.references:
-            if self.course.uses_oracles:  # a student release: no solutions/, torch's own functions instead
-                from .oracles import ORACLES
-
-                self.references[exercise.id] = ORACLES[exercise.id]
+            if self.course.uses_answer_book:  # a student release: no solutions/, their recorded answers
+                self.references[exercise.id] = self.book.reference(exercise.id)
             else:
-                self.references[exercise.id] = getattr(_import_solution(self.course, exercise), exercise.function)
+                function = getattr(_import_solution(self.course, exercise), exercise.function)
+                if self.recorder is not None:
+                    function = self.recorder.reference(exercise.id, function)
+                self.references[exercise.id] = function
         return self.references[exercise.id]
+
+    def misconceptions(self, exercise: Exercise) -> tuple:
+        """The exercise's misconceptions: its module's, or in a release, the recorded ones."""
+        if self.course.uses_answer_book:
+            return self.book.misconceptions(exercise.id)
+        return misconceptions_for(exercise.id)
 
 
 def _import_solution(course: Course, exercise: Exercise):
@@ -151,8 +174,9 @@ def misconception_hints(item: pytest.Item) -> tuple[str, ...]:
         return ()
     try:
         exercise = state.course.exercise(exercise_id(item.path))
-        return tuple(find_hints(exercise.id, calls, exercise_source(state.current, exercise.id),
-                                exercise.tolerance, state.reference(exercise)))
+        hint = hint_for(state.misconceptions(exercise), calls, exercise_source(state.current, exercise.id),
+                        exercise.tolerance, state.reference(exercise))
+        return () if hint is None else (hint,)
     except Exception:
         return ()  # a broken misconception must never change a grade or hide the failure's message
 
@@ -190,7 +214,7 @@ def blame_earlier_exercises(item: pytest.Item, outcome: Outcome) -> Outcome:
         return outcome
     course = state.course
     exercise = course.exercise(exercise_id(item.path))
-    if not exercise.uses:
+    if not exercise.uses or course.uses_answer_book:  # a release's book has no answers for the student's own values
         return outcome
     uses = [course.exercise(i) for i in exercise.uses]
     references = {e.id: state.reference(e) for e in uses}
@@ -288,7 +312,13 @@ def student_function(state: GradingState, exercise: Exercise, item: pytest.Item)
     code = state.current
     assert code is not None, "no submission is being graded"
     code.prepare(exercise)  # a missing, forbidden or broken exercise fails here, before any input is built
-    return StudentFunction(code, exercise, item.stash.setdefault(CALLS, []))
+    on_call = None
+    if state.recorder is not None:  # a release's recording run: what a hint may ask about these inputs
+        reference, misconceptions = state.reference(exercise), state.misconceptions(exercise)
+
+        def on_call(args: tuple, kwargs: dict) -> None:
+            state.recorder.note_call(exercise.id, reference, misconceptions, args, kwargs)
+    return StudentFunction(code, exercise, item.stash.setdefault(CALLS, []), on_call)
 
 
 def reference_function(state: GradingState, exercise: Exercise) -> Callable:
@@ -310,10 +340,12 @@ def seed_test(state: GradingState, item: pytest.Item) -> int:
 class StudentFunction:
     """Calls the student's function in the sandbox; results come back as grader-side tensors."""
 
-    def __init__(self, code: StudentCode, exercise: Exercise, calls: list[Call] | None = None):
+    def __init__(self, code: StudentCode, exercise: Exercise, calls: list[Call] | None = None,
+                 on_call: Callable[[tuple, dict], None] | None = None):
         self._code = code
         self.exercise = exercise
         self.calls: list[Call] = [] if calls is None else calls  # this test's successful calls, for the hints
+        self._on_call = on_call
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = on_device((args, kwargs), self.exercise.device)
@@ -331,7 +363,10 @@ class StudentFunction:
 
     def _record(self, args: tuple, kwargs: dict, value: Any) -> None:
         # Copies: a test may change its tensors after the call (a few microseconds per call).
-        self.calls.append(Call(_snapshot(args), _snapshot(kwargs), _snapshot(value)))
+        call = Call(_snapshot(args), _snapshot(kwargs), _snapshot(value))
+        self.calls.append(call)
+        if self._on_call is not None:
+            self._on_call(call.args, call.kwargs)
 
     def gradients(self, args: tuple, grad_outputs: list, **kwargs: Any) -> list:
         """Gradients of the inputs in ``args`` that require grad, given output gradients."""

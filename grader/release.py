@@ -10,11 +10,14 @@
     <course>.ipynb     the course notebook: the lesson as Markdown (the stubs' docstrings),
                        one stub cell per exercise in course.yaml order, a check cell after each
 
-Left out: ``solutions/`` (the public tests then compare with torch's own functions,
-``grader/oracles.py``), every ``@pytest.mark.hidden`` test (removed from the suites'
-source, with its decorators and the comments just above it), and the per-exercise
-misconception modules (``grader/misconceptions/<id>.py``: they compute with the correct
-algorithm to tell mistakes apart, so ``check`` in a release gives no hints).
+    answers.pt         the answer book: the reference's and the misconceptions' answers to
+                       the public tests' inputs, recorded now (``grader/answer_book.py``)
+
+Left out: ``solutions/`` (the public tests compare with the answer book instead), every
+``@pytest.mark.hidden`` test (removed from the suites' source, with its decorators and the
+comments just above it), and the per-exercise misconception modules
+(``grader/misconceptions/<id>.py``: they compute with the correct algorithm to tell mistakes
+apart; their hints come from the book). No code in the bundle solves an exercise.
 ``tests/test_release.py`` scans a fresh bundle for solution code and hidden tests.
 """
 from __future__ import annotations
@@ -24,12 +27,15 @@ import inspect
 import re
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import nbformat
 
-from .course import Course, Exercise
+from .course import ANSWERS_FILE, Course, Exercise
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .answer_book import AnswerBook
 
 PACKAGE = Path(__file__).resolve().parent  # the running grader: its code is what ships
 PYPROJECT = PACKAGE.parent / "pyproject.toml"  # its project file, for `pip install -e .`
@@ -51,6 +57,7 @@ def write_release(course: Course, out: Path, *, flavour: str = "grader") -> Path
     shutil.copy2(project_file(), out / PYPROJECT.name)
     shutil.copytree(course.root / "exercises", out / "exercises", ignore=IGNORED)
     _copy_public_grader(out / "grader", course)
+    record_answers(course).save(out / ANSWERS_FILE)
     notebook = out / notebook_name(course)
     nbformat.write(course_notebook(course, flavour=flavour), notebook)
     (out / "README.md").write_text(student_readme(course, notebook.name, flavour=flavour), encoding="utf-8")
@@ -75,6 +82,29 @@ def project_file() -> Path:
 def notebook_name(course: Course) -> str:
     """``Attention, step by step`` -> ``attention_step_by_step.ipynb``."""
     return (re.sub(r"[^a-z0-9]+", "_", course.title.lower()).strip("_") or "course") + ".ipynb"
+
+
+# ---------------------------------------------------------------- the references, as answers
+
+
+def record_answers(course: Course) -> "AnswerBook":
+    """The answer book of the release (``grader/answer_book.py``): the public tests run on the
+    reference solutions, each answer they or a hint ask of the reference or a misconception
+    recorded. The reference must pass its own public tests: else nothing is released."""
+    from .answer_book import Recorder
+    from .grading import Job, grade
+
+    if course.uses_answer_book:
+        raise ReleaseError(f"{course.root} has no solutions/ folder (a student release?): its answers cannot be "
+                           "recorded. Fix: run from the course repository.")
+    recorder = Recorder()
+    (result,) = grade(course, [Job("solutions", course.root / "solutions")], public_only=True, recorder=recorder)
+    failed = [f"{e.id}::{t.name} ({t.status}: {t.message})" for e in result.exercises for t in e.tests
+              if t.status != "passed"]
+    if failed or result.errors:
+        raise ReleaseError("the reference solutions fail their own public tests, so no answers were recorded: "
+                           + "; ".join([*failed, *result.errors])[:1000] + ". Fix the solution or the test.")
+    return recorder.book
 
 
 # ---------------------------------------------------------------- the grader, less its secrets

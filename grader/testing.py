@@ -140,7 +140,10 @@ def padding_mask(lengths: Sequence[int], L_k: int) -> torch.Tensor:
 
 
 def gradients(fn: Callable, args: Sequence[Any], grad_outputs: Sequence[torch.Tensor | None], **kwargs) -> list:
-    """Vector-Jacobian products of a local function: the grads of ``args`` that require grad."""
+    """Vector-Jacobian products of a local function: the grads of ``args`` that require grad.
+    A reference that records or replays its answers (``grader/answer_book.py``) does its own."""
+    if hasattr(fn, "gradients"):
+        return fn.gradients(args, grad_outputs, **kwargs)
     inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     result = fn(*args, **kwargs)
     outputs = list(result) if isinstance(result, (tuple, list)) else [result]

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from conftest import IDS, ROOT, SOLUTIONS, by_name, grade_json, run_grader, solution_sources
-from grader.course import CourseError, load_course
+from grader.answer_book import AnswerBook
+from grader.course import ANSWERS_FILE, CourseError, load_course
 from grader.release import ReleaseError, public_suite
 
 SUITES = ROOT / "grader" / "suites"
@@ -112,6 +113,9 @@ def leaks(bundle: Path) -> list[str]:
         found.append("a solutions/ folder")
     for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
         where = path.relative_to(bundle)
+        if where == Path(ANSWERS_FILE):  # the answer book: recorded tensors, and hints as text
+            found += _book_leaks(path, secret)
+            continue
         if path.suffix in DATA_SUFFIXES:
             found.append(f"{where}: a saved data file (reference output?)")
             continue
@@ -139,6 +143,26 @@ def leaks(bundle: Path) -> list[str]:
         found += [f"{where}: hidden test name {n}" for n in sorted(secret["hidden test names"])
                   if re.search(rf"\b{n}\b", text)]
         found += [f"{where}: hidden test docstring {d!r}" for d in sorted(secret["hidden test docstrings"]) if d in text]
+    return found
+
+
+def _book_leaks(path: Path, secret: dict[str, set[str]]) -> list[str]:
+    """What of the secrets the answer book holds: a tensor zip whose only text is the
+    misconceptions' names, hints and patterns (never code, a test name or a docstring)."""
+    import zipfile
+
+    found = []
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if any(n.endswith((".py", ".so")) for n in names):
+            found.append(f"{path.name}: code inside")
+        text = b"".join(archive.read(n) for n in names if n.endswith(".pkl")).decode("latin-1")
+    found += [f"{path.name}: hidden test name {n}" for n in sorted(secret["hidden test names"])
+              if re.search(rf"\b{n}\b", text)]
+    found += [f"{path.name}: solution line {line!r}" for line in sorted(secret["solution lines"]) if line in text]
+    book = AnswerBook.load(path)
+    if set(book.misconception_data) != set(IDS):
+        found.append(f"{path.name}: misconceptions of {sorted(book.misconception_data)}, not of every exercise")
     return found
 
 
@@ -178,7 +202,7 @@ def test_the_bundle_holds_what_students_need(bundle):
         stub = (bundle / "exercises" / f"{exercise_id}.py").read_text()
         assert stub == (ROOT / "exercises" / f"{exercise_id}.py").read_text() and "NotImplementedError" in stub
     assert (bundle / "course.yaml").read_text() == (ROOT / "course.yaml").read_text()
-    assert (bundle / "grader" / "oracles.py").is_file() and (bundle / "grader" / "sandbox" / "worker.py").is_file()
+    assert (bundle / "answers.pt").is_file() and (bundle / "grader" / "sandbox" / "worker.py").is_file()
     readme = (bundle / "README.md").read_text()
     assert "python -m grader check" in readme and "attention_step_by_step.ipynb" in readme
     assert "torch==2.13.0" in readme and "hidden tests" in readme
@@ -247,33 +271,56 @@ def test_release_refuses_a_folder_in_use(tmp_path):
 # ---------------------------------------------------------------- the course without solutions/
 
 
-def test_a_course_without_solutions_uses_the_oracles(bundle, tmp_path):
-    """Does course.yaml load without solutions/ (a release), and name the exercise that has no oracle?"""
+def test_a_course_without_solutions_needs_its_answer_book(bundle, tmp_path):
+    """Does course.yaml load without solutions/ (a release) from its answers.pt, and say what to
+    do when both are missing? A release cannot be written from a release."""
     course = load_course(bundle / "course.yaml")
-    assert course.uses_oracles and not load_course(ROOT / "course.yaml").uses_oracles
-    data = yaml.safe_load((bundle / "course.yaml").read_text())
-    data["exercises"].append({"id": "multihead", "title": "MHA", "points": 2})
-    (tmp_path / "course.yaml").write_text(yaml.safe_dump(data))
-    shutil.copytree(bundle / "grader" / "suites", tmp_path / "grader" / "suites")
-    (tmp_path / "grader" / "suites" / "test_multihead.py").write_text("def test_x():\n    pass\n")
-    with pytest.raises(CourseError, match=r"no solutions/ folder .* no oracle for 'multihead'.*Fix:"):
-        load_course(tmp_path / "course.yaml")
+    assert course.uses_answer_book and not load_course(ROOT / "course.yaml").uses_answer_book
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns(ANSWERS_FILE))
+    with pytest.raises(CourseError, match=rf"no solutions/ folder and no {ANSWERS_FILE}.*Fix:"):
+        load_course(copy / "course.yaml")
+    proc = run_grader("release", "--course", str(bundle / "course.yaml"), "--out", str(tmp_path / "again"))
+    assert proc.returncode == 2 and "cannot be recorded" in proc.stderr
 
 
-def test_oracles_give_the_solutions_verdicts(with_solutions, tmp_path):
-    """Graded against torch's own functions instead of the solutions (every test, hidden ones
-    included), does each submission get the same status and hint on every test?"""
-    course = tmp_path / "course"
-    (course / "grader").mkdir(parents=True)
-    shutil.copy(ROOT / "course.yaml", course / "course.yaml")
-    shutil.copytree(SUITES, course / "grader" / "suites", ignore=shutil.ignore_patterns("__pycache__"))
-    with_oracles = by_name(grade_json(tmp_path / "out", *SAMPLES, extra=("--course", str(course / "course.yaml"))))
-    tests = [t for p in SAMPLES for e in with_solutions[str(p)]["exercises"] for t in e["tests"]]
-    assert any(t["status"] != "passed" for t in tests) and any(t["hints"] for t in tests)
+def test_the_answer_book_gives_the_solutions_verdicts(bundle, with_solutions, tmp_path):
+    """Graded by the release (public tests, against its recorded answers), does each sample get
+    the status and message it gets against the solutions, and the same misconception hints?
+    (A release gives no blame hint: the book has no answers for the student's own values.)"""
+    in_release = by_name(grade_json(tmp_path / "out", *SAMPLES, extra=("--course", str(bundle / "course.yaml"))))
+    compared = 0
     for path in map(str, SAMPLES):
-        for ours, theirs in zip(with_solutions[path]["exercises"], with_oracles[path]["exercises"]):
-            assert [(t["name"], t["status"], t["hints"]) for t in ours["tests"]] == \
-                   [(t["name"], t["status"], t["hints"]) for t in theirs["tests"]], (path, ours["id"])
+        for ours, theirs in zip(with_solutions[path]["exercises"], in_release[path]["exercises"]):
+            public = {t["name"]: t for t in ours["tests"] if not t["hidden"]}
+            assert [t["name"] for t in theirs["tests"]] == list(public), (path, ours["id"])
+            for test in theirs["tests"]:
+                want = public[test["name"]]
+                assert (test["status"], test["message"]) == (want["status"], want["message"]), (path, test["name"])
+                if not any("itself is right" in h for h in want["hints"]):
+                    assert test["hints"] == want["hints"], (path, test["name"])
+                    compared += bool(want["hints"])
+    assert compared >= 10  # misconception hints, from the book
+
+
+def test_the_answer_book_answers_no_hidden_test(bundle, tmp_path):
+    """The release's suites with the hidden tests put back: every public test of the reference
+    passes, and every hidden one that asks the reference finds no answer in the book (its
+    inputs were never recorded)."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    asking = set()
+    for suite in SUITES.glob("test_*.py"):
+        shutil.copy(suite, copy / "grader" / "suites" / suite.name)
+        asking |= {n.name for n in ast.parse(suite.read_text()).body if isinstance(n, ast.FunctionDef)
+                   and "reference" in [a.arg for a in n.args.args]}
+    (result,) = grade_json(tmp_path / "out", SOLUTIONS, extra=("--course", str(copy / "course.yaml")))["submissions"]
+    tests = [t for e in result["exercises"] for t in e["tests"]]
+    hidden_asking = [t for t in tests if t["hidden"] and t["name"].split("[")[0] in asking]
+    assert len(hidden_asking) >= 4
+    for test in hidden_asking:
+        assert test["status"] == "error" and "NotRecorded" in test["message"], test["name"]
+    assert all(t["status"] == "passed" for t in tests if not t["hidden"])
 
 
 def test_check_works_offline_in_the_bundle(bundle, tmp_path):
