@@ -24,7 +24,7 @@ CHECK_REPORT_DIR = "grader-report"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grader", description="Sandboxed autograder for the attention chapter.")
+    parser = argparse.ArgumentParser(prog="python -m grader", description="Sandboxed autograder for a course of coding exercises (the course is course.yaml).")
     parser.add_argument("--course", metavar="FILE", help="the course file (default: ./course.yaml)")
     common = argparse.ArgumentParser(add_help=False)  # --course is accepted after the command too
     common.add_argument("--course", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     otter = commands.add_parser("otter", parents=[common], help="write an otter-grader assignment: autograder.zip for "
                                 "Gradescope and the student folder (needs the lms extra)")
     otter.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder")
+
+    new = commands.add_parser("new", parents=[common], help="scaffold a new exercise: stub, reference, suite, "
+                              "misconception module and its course.yaml entry (instructors)")
+    new.add_argument("id", metavar="ID", help="the exercise id: a Python module name such as layer_norm")
+    new.add_argument("--title", help="its title in reports (default: from the id)")
+    new.add_argument("--points", type=float, default=1, help="its points in course.yaml (default: 1)")
+    new.add_argument("--function", metavar="NAME", help="the function students write (default: the id)")
     return parser
 
 
@@ -318,11 +325,20 @@ def _otter(args: argparse.Namespace, zygote: Zygote) -> int:
     return 0
 
 
+def _new(args: argparse.Namespace, zygote: None) -> int:
+    from .scaffold import new_exercise, next_steps
+
+    points = int(args.points) if float(args.points).is_integer() else args.points
+    scaffold = new_exercise(args.id, course_file=args.course, title=args.title, points=points, function=args.function)
+    sys.stdout.write(next_steps(scaffold))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     zygote = Zygote() if args.command == "grade" else None  # check starts one only if it grades here
     command = {"check": _check, "grade": _grade, "merge": _merge, "stats": _stats, "release": _release,
-               "otter": _otter}[args.command]
+               "otter": _otter, "new": _new}[args.command]
     try:
         if zygote is None:
             return command(args, None)

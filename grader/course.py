@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -22,7 +22,11 @@ ANSWERS_FILE = "answers.pt"  # a student release's recorded references (grader/a
 COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
-_TOP_KEYS = {"title", "seed", "sandbox", "feedback", "policy", "defaults", "exercises"}
+_TOP_KEYS = {"title", "seed", "sandbox", "feedback", "policy", "defaults", "exercises", "paths"}
+# course.yaml ``paths:``: each folder of the course, relative to the folder of the course file.
+DEFAULT_PATHS = {"exercises": "exercises", "solutions": "solutions", "suites": "grader/suites"}
+MISCONCEPTIONS_FOLDER = "misconceptions"  # the course's own misconception modules, when the folder exists
+_PATH_KEYS = {*DEFAULT_PATHS, "misconceptions"}
 _FEEDBACK_KEYS = {"blame_earns_points", "hidden_tests"}
 # Gradescope's visibility values (its results.json specification), for feedback.hidden_tests.
 GRADESCOPE_VISIBILITY = ("hidden", "after_due_date", "after_published", "visible")
@@ -137,12 +141,35 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class CoursePaths:
+    """The folders of a course (course.yaml ``paths:``), absolute, each resolved from the folder
+    of the course file; the defaults are the attention course's layout."""
+
+    exercises: Path
+    """The stubs (``exercises``): what a release hands out and ``check --course`` checks."""
+    solutions: Path
+    """The reference solutions, ``<id>.py`` each (``solutions``)."""
+    suites: Path
+    """The test suites, ``test_<id>.py`` each (``grader/suites``)."""
+    misconceptions: Path | None = None
+    """The course's own misconception modules, ``<id>.py`` each holding ``MISCONCEPTIONS``
+    (default: the course's ``misconceptions/`` folder if it has one); an exercise without a
+    module there gets the engine's own (``grader/misconceptions/<id>.py``), if any."""
+
+    @classmethod
+    def default(cls, root: Path) -> "CoursePaths":
+        own = root / MISCONCEPTIONS_FOLDER
+        return cls(**{key: root / value for key, value in DEFAULT_PATHS.items()},
+                   misconceptions=own if own.is_dir() else None)
+
+
+@dataclass(frozen=True)
 class Course:
     title: str
     seed: int
     exercises: tuple[Exercise, ...]
     root: Path = field(compare=False)
-    """The folder holding course.yaml, solutions/ and grader/suites/."""
+    """The folder holding the course file: every relative path of the course starts here."""
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     blame_earns_points: bool = False
     """When a failing test passes with the reference in place of an earlier exercise, does it
@@ -152,6 +179,16 @@ class Course:
     hidden_tests: str = "after_published"
     """When Gradescope shows students the results of hidden tests (a Gradescope visibility);
     public tests are always shown at once."""
+    file: Path | None = field(default=None, compare=False)
+    """The course file itself, whatever its name (None: ``root/course.yaml``)."""
+    paths: CoursePaths | None = field(default=None, compare=False)
+    """Its folders (None: the default layout under ``root``)."""
+
+    def __post_init__(self) -> None:
+        if self.file is None:
+            object.__setattr__(self, "file", self.root / COURSE_FILE)
+        if self.paths is None:
+            object.__setattr__(self, "paths", CoursePaths.default(self.root))
 
     @property
     def max_score(self) -> float:
@@ -168,21 +205,24 @@ class Course:
         raise KeyError(exercise_id)
 
     def solution_path(self, exercise: Exercise) -> Path:
-        return self.root / "solutions" / exercise.filename
+        return self.paths.solutions / exercise.filename
+
+    def stub_path(self, exercise: Exercise) -> Path:
+        return self.paths.exercises / exercise.filename
 
     @property
     def uses_answer_book(self) -> bool:
         """True for a student release, which has no ``solutions/`` folder: the tests then
         compare with the reference's answers recorded in its ``answers.pt``
         (``grader/answer_book.py``)."""
-        return not (self.root / "solutions").is_dir()
+        return not self.paths.solutions.is_dir()
 
     @property
     def answers_path(self) -> Path:
         return self.root / ANSWERS_FILE
 
     def suite_path(self, exercise: Exercise) -> Path:
-        return self.root / "grader" / "suites" / f"test_{exercise.id}.py"
+        return self.paths.suites / f"test_{exercise.id}.py"
 
 
 def default_course_path() -> Path:
@@ -198,7 +238,9 @@ def load_course(path: str | Path | None = None, *, check_torch_names: bool = Tru
     must exist): for a client that only reads ids and paths."""
     path = Path(path) if path is not None else default_course_path()
     if not path.is_file():
-        raise CourseError(f"{path}: no such course file. Fix: run from the repository root or pass --course PATH.")
+        what = "is a folder, not a course file" if path.is_dir() else "no such course file"
+        raise CourseError(f"{path}: {what}. Fix: run from the course's folder or pass --course FILE "
+                          "(its course.yaml, whatever it is named).")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -224,6 +266,20 @@ class _Validator:
                 raise self.fail(f"{key}.{name}" if key else str(name), "unknown key",
                                 f"remove it or use one of {', '.join(sorted(allowed))}")
         return value
+
+    def paths(self, value: Any, root: Path) -> CoursePaths:
+        """``paths:``: folders relative to the course file's folder (or absolute)."""
+        paths = CoursePaths.default(root)
+        chosen = {}
+        for key, folder in self.mapping(value, "paths", _PATH_KEYS).items():
+            if not isinstance(folder, str) or not folder.strip():
+                raise self.fail(f"paths.{key}", f"expected a folder, got {folder!r}",
+                                f"write a folder relative to {self.path.name}'s folder, such as {key}")
+            chosen[key] = (root / folder).resolve()
+        if "misconceptions" in chosen and not chosen["misconceptions"].is_dir():
+            raise self.fail("paths.misconceptions", f"{chosen['misconceptions']} is not a folder",
+                            "create it (one <id>.py per exercise, holding MISCONCEPTIONS) or remove the key")
+        return replace(paths, **chosen)
 
     def number(self, value: Any, key: str, *, positive: bool = True) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -358,13 +414,14 @@ class _Validator:
                 tolerance=MappingProxyType(self.tolerances(entry.get("tolerance", {}), f"{key}.tolerance", tolerance)),
             )
             exercises.append(exercise)
+        root = self.path.resolve().parent
         course = Course(title=title, seed=seed, exercises=tuple(exercises), sandbox=limits,
                         blame_earns_points=blame_earns_points, policy=policy, hidden_tests=hidden_tests,
-                        root=self.path.resolve().parent)
+                        root=root, file=self.path.resolve(), paths=self.paths(data.get("paths", {}), root))
         # Without a solutions/ folder (a student release) the references are the answers
         # recorded in answers.pt; with one, every exercise needs its solution file.
         if course.uses_answer_book and not course.answers_path.is_file():
-            raise CourseError(f"{course.root}: no solutions/ folder and no {ANSWERS_FILE} (the references' answers of a "
+            raise CourseError(f"{course.root}: no {course.paths.solutions.name}/ folder and no {ANSWERS_FILE} (the references' answers of a "
                               "student release). Fix: run from the course repository, or write the release again "
                               "with python -m grader release.")
         for index, exercise in enumerate(course.exercises):
@@ -374,8 +431,8 @@ class _Validator:
                 files.insert(0, ("solution", course.solution_path(exercise)))
             for what, file in files:
                 if not file.is_file():
-                    raise self.fail(key, f"its {what} {file} does not exist",
-                                    f"create {file.relative_to(course.root)} or correct the id")
+                    shown = file.relative_to(course.root) if file.is_relative_to(course.root) else file
+                    raise self.fail(key, f"its {what} {file} does not exist", f"create {shown} or correct the id")
         return course
 
 

@@ -4,7 +4,7 @@ pytest's ``runtestprotocol`` costs a few milliseconds of the grader's time per t
 (fixture requests, three hook phases, reports), paid for every test of every submission.
 A test that asks only for the grader's own fixtures (``student``, ``reference``,
 ``expect``, ``exercise``, the autouse ``seed``) and its parameters, and carries no marker
-but ``points``, ``hidden`` and ``parametrize`` (in a course whose pytest settings have no
+but ``points``, ``hidden``, ``picture`` and ``parametrize`` (in a course whose pytest settings have no
 ``filterwarnings``), is run here instead: the same seeding,
 the same fixture values (the functions ``grader.pytest_plugin`` builds them with), the
 same classification of what it raised (``outcome_of``, with hints and blame). Any other
@@ -25,7 +25,7 @@ from .testing import Expect
 
 PLUGIN = "grader.pytest_plugin"
 FIXTURES = {"student", "reference", "expect", "exercise", "seed"}
-MARKERS = {"points", "hidden", "parametrize"}
+MARKERS = {"points", "hidden", "picture", "parametrize"}
 
 
 def runs_directly(item: pytest.Item) -> bool:

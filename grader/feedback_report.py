@@ -3,7 +3,7 @@
 A report opens with the score summary (each exercise's score, status and tests passed, then
 the total). Each exercise then gives its hints once each, with the student's line when the
 hint quotes one (not once per failing test), one picture of the most telling failing case
-(the expected weights, the student's and their difference), the failing tests with their
+(the expected values, the student's and their difference), the failing tests with their
 messages, and the names of the passing ones.
 
 Pictures are stored once: PNG files in ``pictures/`` beside the reports, which the HTML and
@@ -118,7 +118,7 @@ def warm_up() -> None:
 
 
 def heatmap_png(expected: list, got: list, title: str) -> bytes:
-    """The expected weights, the student's and their difference side by side (queries x keys)."""
+    """The expected values, the student's and their difference side by side (rows x columns)."""
     warm_up()
     return _heatmaps.draw(title, expected, got)
 
@@ -241,7 +241,7 @@ def _tests_passed(view: ExerciseView) -> str:
 
 
 def _picture_caption(picture: Picture) -> str:
-    notes = ["left: the expected weights", "middle: yours", "right: yours - expected"]
+    notes = ["left: expected", "middle: yours", "right: yours - expected"]
     if picture.below_zero:
         notes.append("red: below 0 or NaN (grey on the right)")
     if picture.above_one:

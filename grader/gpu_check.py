@@ -12,6 +12,7 @@ check fails, 2 if there is no GPU.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -19,7 +20,15 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEVICE_BUGS = {"cpu_mask": "attention", "cpu_output": "softmax", "cpu_buffer": "apply_weights"}
+BUGS_FOLDER = ROOT / "examples" / "device_bugs"
+
+
+def device_bugs(folder: Path = BUGS_FOLDER) -> dict[str, str]:
+    """submission -> the exercise it loses on a GPU, from the course's table in the folder's
+    README.md (rows ``| `cpu_mask` | attention | the bug |``)."""
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    return dict(re.findall(r"^\|\s*`([^`]+)`\s*\|\s*([A-Za-z_][A-Za-z0-9_]*)\s*\|", text, flags=re.M))
 
 
 def grade(path: Path, device: str, out_dir: Path) -> tuple[dict, list[float]]:
@@ -57,11 +66,12 @@ def main() -> int:
         differing = [name for name in cpu_scores if cpu_scores[name] != gpu_scores.get(name)]
         problems += [f"{name}: CPU {cpu_scores[name]} vs CUDA {gpu_scores.get(name)}" for name in differing]
 
-        bugs_cpu, _ = grade(ROOT / "examples" / "device_bugs", "cpu", out)
-        bugs_gpu, _ = grade(ROOT / "examples" / "device_bugs", "cuda", out)
+        bugs_cpu, _ = grade(BUGS_FOLDER, "cpu", out)
+        bugs_gpu, _ = grade(BUGS_FOLDER, "cuda", out)
         caught = 0
         (full,) = exercise_scores(reference).values()
-        for name, exercise in DEVICE_BUGS.items():
+        bugs = device_bugs()
+        for name, exercise in bugs.items():
             cpu, gpu_ = exercise_scores(bugs_cpu)[name], exercise_scores(bugs_gpu)[name]
             expected_gpu = {i: (0 if i == exercise else s) for i, s in full.items()}
             if cpu != full:
@@ -74,7 +84,7 @@ def main() -> int:
                     print(f"note: {name} kept {gpu_[exercise]} of {full[exercise]} points of {exercise} on CUDA")
     summary = (f"reference {ref['score']:g}/{ref['max_score']:g} on CUDA ({gpu}); sample class: "
                f"{len(cpu_scores) - len(differing)}/{len(cpu_scores)} same scores on CPU and CUDA; device bugs caught: "
-               f"{caught}/{len(DEVICE_BUGS)}; per submission: CUDA {statistics.median(gpu_seconds):.2f} s, "
+               f"{caught}/{len(bugs)}; per submission: CUDA {statistics.median(gpu_seconds):.2f} s, "
                f"CPU {statistics.median(cpu_seconds):.2f} s (medians)")
     print(("gpu-check: OK | " if not problems else "gpu-check: FAILED | ") + summary)
     for problem in problems:

@@ -34,8 +34,10 @@ def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
     submissions (or the batch folders holding them), unless a folder also holds the Python
     running the grader."""
     runtime = [Path(sys.prefix).resolve(), Path(__file__).resolve().parent]
-    # the misconception library computes with correct code too
-    candidates = {course.root / "solutions", course.root / "grader" / "suites", Path(__file__).resolve().parent / "misconceptions"}
+    # the misconception libraries (the engine's, the course's own) compute with correct code too
+    candidates = {course.paths.solutions, course.paths.suites, Path(__file__).resolve().parent / "misconceptions"}
+    if course.paths.misconceptions is not None:
+        candidates.add(course.paths.misconceptions)
     for path in submissions:
         candidates.add(path.resolve().parent if path.resolve().parent != course.root else path.resolve())
     keep = [p for p in candidates if not any(r.is_relative_to(p.resolve()) for r in runtime)]

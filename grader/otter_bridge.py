@@ -9,7 +9,9 @@ Writes::
 
 Inside ``autograder.zip``:
 
-- ``files/course/``: this course (course.yaml, solutions/, the grader with every suite), which
+- ``files/course/``: this course in the default layout (its course file as course.yaml, less
+  its ``paths:``; solutions/; misconceptions/ when the course has its own; the grader with every
+  suite), which
   setup.sh pip-installs in editable mode, so that otter's grading process can import the
   plugin ``grader.otter_plugin.GraderPlugin`` and the suites and solutions stay in the one
   folder the sandbox hides from student code;
@@ -18,7 +20,8 @@ Inside ``autograder.zip``:
   replaces every result with our grader's (if it ever did not run, a submission would score
   0, never full marks);
 - ``otter_config.json``: the plugin, with course.yaml's ``feedback.hidden_tests`` (when
-  Gradescope shows the hidden tests' entries); the plugin writes results.json
+  Gradescope shows the hidden tests' entries) and ``course``, the zip's course file
+  (``files/course/course.yaml``), which the plugin grades with; the plugin writes results.json
   (``grader/gradescope.py``). ``points_possible``, ``show_hidden: false`` and ``show_stdout:
   false`` apply only if the plugin never ran: otter's own results.json then has the total of the
   failing placeholders, 0, hides their per-exercise entries and the autograder's stdout;
@@ -39,13 +42,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .course import Course
+from .course import COURSE_FILE, MISCONCEPTIONS_FOLDER, Course
 from .errors import UsageError
-from .release import IGNORED, PACKAGE, new_folder, project_file, write_release
+from .release import IGNORED, PACKAGE, new_folder, project_file, write_course_file, write_release
 from .results import SubmissionResult
 
 OTTER_VERSION = "7.0.0"
 GRADESCOPE_COURSE = "/autograder/source/files/course"  # where Gradescope unpacks files/course
+# The course file inside the zip, relative to the autograder's source/ folder: the plugin grades it.
+ZIP_COURSE_FILE = f"files/course/{COURSE_FILE}"
 PYTHON_VERSION = "3.11"  # the Python this project is tested with
 # The Makefile's torch, as the CPU wheel from PyTorch's CPU index.
 CPU_TORCH = ("--extra-index-url https://download.pytorch.org/whl/cpu", "torch==2.13.0+cpu")
@@ -72,14 +77,17 @@ def write_assignment(course: Course, out: Path) -> None:
         stage = Path(folder)
         copy = stage / "course"  # the running grader, with the course's file, solutions and suites
         shutil.copytree(PACKAGE, copy / "grader", ignore=IGNORED)
-        shutil.copytree(course.root / "solutions", copy / "solutions", ignore=IGNORED)
+        shutil.copytree(course.paths.solutions, copy / "solutions", ignore=IGNORED)
         for exercise in course.exercises:
             shutil.copy2(course.suite_path(exercise), copy / "grader" / "suites")
-        shutil.copy2(course.root / "course.yaml", copy / "course.yaml")
+        if course.paths.misconceptions is not None:  # found there by default: misconceptions/
+            shutil.copytree(course.paths.misconceptions, copy / MISCONCEPTIONS_FOLDER, ignore=IGNORED)
+        write_course_file(course, copy / COURSE_FILE)  # the default layout: no paths: needed
         shutil.copy2(project_file(), copy / "pyproject.toml")
         write_tests(stage / "tests", structure, public_only=False)
         config = {"lang": "python", "points_possible": course.max_score, "show_stdout": False, "show_hidden": False,
-                  "plugins": [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": course.hidden_tests}}]}
+                  "plugins": [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": course.hidden_tests,
+                                                                    "course": ZIP_COURSE_FILE}}]}
         (stage / "otter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         shutil.copy2(out / "requirements.txt", stage / "requirements.txt")
         # otter generate takes its extra files relative to its working folder.
@@ -97,7 +105,7 @@ def suite_structure(course: Course) -> SubmissionResult:
     the stubs graded (each test is then ``not_implemented``), so this cannot disagree with grading."""
     from .grading import grade
 
-    (result,) = grade(course, [("stubs", course.root / "exercises")])
+    (result,) = grade(course, [("stubs", course.paths.exercises)])
     return result
 
 

@@ -42,16 +42,23 @@ from .results import CaseResult, SubmissionResult
 GRADE_SECONDS = 900  # the whole submission; each call of the student's code has its own limit
 
 
-def course_file() -> Path:
-    """The course.yaml beside the installed grader package (never one from the submission's folder)."""
+def course_file(submission_path: str | None = None, recorded: str | None = None) -> Path:
+    """The course the autograder.zip carries: ``recorded`` (the plugin config's ``course``, a
+    path inside the zip, written by grader/otter_bridge.py) in the autograder's ``source/``
+    folder, which otter and Gradescope unpack beside ``submission/`` (never a file from the
+    submission's own folder). Without it (a zip written before), the course.yaml beside the
+    installed grader package."""
+    if recorded is not None and submission_path is not None:
+        return Path(submission_path).resolve().parent.parent / "source" / recorded
     return Path(__file__).resolve().parent.parent / "course.yaml"
 
 
-def grade_submission(path: str) -> SubmissionResult:
+def grade_submission(path: str, course: Path | None = None) -> SubmissionResult:
     """Our result for one submission, as ``python -m grader grade`` records it (unrounded)."""
+    course = course if course is not None else course_file()
     with tempfile.TemporaryDirectory(prefix="grader-otter-") as folder:
         results = Path(folder) / "results.jsonl"
-        proc = subprocess.run([sys.executable, "-m", "grader", "grade", path, "--course", str(course_file()),
+        proc = subprocess.run([sys.executable, "-m", "grader", "grade", path, "--course", str(course),
                                "--format", "json", "--out", str(Path(folder) / "report.json"),
                                "--results", str(results), "--jobs", "1"],
                               cwd=folder, capture_output=True, text=True, timeout=GRADE_SECONDS)
@@ -85,14 +92,16 @@ class GraderResults(GradingResults):
 
 class GraderPlugin(AbstractOtterPlugin):
     """Grades with the attention grader's sandbox and records its scores in otter's results.
-    Its config in otter_config.json: ``hidden_tests``, course.yaml's ``feedback.hidden_tests``."""
+    Its config in otter_config.json: ``hidden_tests``, course.yaml's ``feedback.hidden_tests``;
+    ``course``, the course file inside the zip (``files/course/course.yaml``)."""
 
     result: SubmissionResult | None = None
     failure: str | None = None
 
     def before_execution(self, submission):
         try:
-            self.result = grade_submission(self.submission_path)
+            self.result = grade_submission(self.submission_path,
+                                           course_file(self.submission_path, self.plugin_config.get("course")))
         except Exception as exc:  # noqa: BLE001 - any failure leaves otter's failing placeholders
             self.failure = f"{type(exc).__name__}: {exc}"
         if isinstance(submission, str):  # a script submission: run an empty one

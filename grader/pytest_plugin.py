@@ -14,8 +14,10 @@ A test that fails on an ``AssertionError`` gets a hint naming the student's mist
 misconception of the exercise (``grader/misconceptions/<id>.py``) explains the results of
 the calls it made: ``student`` records each successful call (inputs, decoded result).
 
-Markers: ``@pytest.mark.points(n)`` weighs a test within its exercise (default 1) and
-``@pytest.mark.hidden`` keeps it out of the student's ``check``.
+Markers: ``@pytest.mark.points(n)`` weighs a test within its exercise (default 1),
+``@pytest.mark.hidden`` keeps it out of the student's ``check``, and
+``@pytest.mark.picture`` (or ``picture(part=i)``) asks for a heatmap when the test fails: its
+last call's result (item ``i`` of a tuple) against the reference's for the same inputs.
 
 Run by ``grader.grading`` for whole batches, or directly (``pytest grader/suites``) to
 grade ``./exercises`` with every test.
@@ -51,7 +53,8 @@ class Outcome:
     message: str = ""
     hints: tuple[str, ...] = ()
     figures: tuple = ()
-    """(title, expected 2-D weights, the student's), for the heatmaps of feedback reports."""
+    """(title, expected 2-D values, the student's), for the heatmaps of feedback reports; only
+    for a failed test whose suite asks for a picture (``@pytest.mark.picture``)."""
 
 
 STATE = pytest.StashKey["GradingState"]()
@@ -93,21 +96,30 @@ class GradingState:
         return self.references[exercise.id]
 
     def misconceptions(self, exercise: Exercise) -> tuple:
-        """The exercise's misconceptions: its module's, or in a release, the recorded ones."""
+        """The exercise's misconceptions: its module's (the course's own, in its misconceptions
+        folder, else the engine's), or in a release, the recorded ones."""
         if self.course.uses_answer_book:
             return self.book.misconceptions(exercise.id)
-        return misconceptions_for(exercise.id)
+        return misconceptions_for(exercise.id, self.course.paths.misconceptions)
 
 
 def _import_solution(course: Course, exercise: Exercise):
-    """Import ``solutions/<id>.py`` as part of a ``solutions`` package rooted in the course."""
+    """Import ``<id>.py`` of the course's solutions folder as part of a ``solutions`` package
+    rooted there (course.yaml ``paths: solutions``)."""
     if "solutions" not in sys.modules:
-        package = course.root / "solutions"
-        spec = importlib.util.spec_from_file_location("solutions", package / "__init__.py",
-                                                      submodule_search_locations=[str(package)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["solutions"] = module
-        spec.loader.exec_module(module)
+        package = course.paths.solutions
+        if (package / "__init__.py").is_file():
+            spec = importlib.util.spec_from_file_location("solutions", package / "__init__.py",
+                                                          submodule_search_locations=[str(package)])
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["solutions"] = module
+            spec.loader.exec_module(module)
+        else:  # a folder of files only
+            import types
+
+            module = types.ModuleType("solutions")
+            module.__path__ = [str(package)]
+            sys.modules["solutions"] = module
     return importlib.import_module(f"solutions.{exercise.id}")
 
 
@@ -123,6 +135,23 @@ def marker_points(marker: pytest.Mark | None) -> float:
     return float(value)
 
 
+NO_PICTURE = False
+
+
+def marker_picture(marker: pytest.Mark | None) -> int | None | bool:
+    """What ``@pytest.mark.picture`` asks to draw: ``None`` for the whole result, ``i`` for
+    item ``i`` of a tuple result (``picture(part=1)``); ``NO_PICTURE`` without the marker."""
+    if marker is None:
+        return NO_PICTURE
+    if marker.args or set(marker.kwargs) - {"part"}:
+        raise ValueError(f"picture takes only part=, as in @pytest.mark.picture(part=1); got {marker.args} "
+                         f"{marker.kwargs}")
+    part = marker.kwargs.get("part")
+    if part is not None and (isinstance(part, bool) or not isinstance(part, int)):
+        raise ValueError(f"picture's part must be the index of an item of the result, got {part!r}")
+    return part
+
+
 def exercise_id(item_path: Path) -> str:
     return item_path.stem.removeprefix("test_")
 
@@ -133,11 +162,14 @@ def exercise_id(item_path: Path) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): the test's weight within its exercise (default 1)")
     config.addinivalue_line("markers", "hidden: graded by instructors only; never run by the student's check")
+    config.addinivalue_line("markers", "picture(part=None): on failure, a heatmap of the last call's result "
+                                       "(item `part` of a tuple) against the reference's")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         marker_points(item.get_closest_marker("points"))  # a bad marker is a collection error, early
+        marker_picture(item.get_closest_marker("picture"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -161,7 +193,7 @@ def outcome_of(item: pytest.Item, exc: BaseException, when: str) -> Outcome:
     if when == "call" and outcome.status == "failed" and isinstance(exc, AssertionError):
         # failures only: passing tests pay nothing for any of this
         outcome.hints += misconception_hints(item)
-        outcome.figures = weight_figures(item)
+        outcome.figures = failure_figures(item)
         outcome = blame_earlier_exercises(item, outcome)
     return outcome
 
@@ -181,26 +213,30 @@ def misconception_hints(item: pytest.Item) -> tuple[str, ...]:
         return ()  # a broken misconception must never change a grade or hide the failure's message
 
 
-def weight_figures(item: pytest.Item) -> tuple:
-    """For a failed softmax or attention test: its last call's weights and the reference's,
-    as small 2-D lists (the first matrix of the batch, at most 16 x 16)."""
+def failure_figures(item: pytest.Item) -> tuple:
+    """For a failed test that asks for a picture (``@pytest.mark.picture``): its last call's
+    result and the reference's for the same inputs (item ``part`` of a tuple result), as small
+    2-D lists (the first matrix of the batch, at most 16 x 16)."""
     calls = item.stash.get(CALLS, None)
     state = item.config.stash.get(STATE, None)
-    exercise_name = exercise_id(item.path)
-    if not calls or state is None or exercise_name not in ("softmax", "attention"):
+    if not calls or state is None:
         return ()
     try:
+        part = marker_picture(item.get_closest_marker("picture"))
+        if part is NO_PICTURE:
+            return ()
+        exercise = state.course.exercise(exercise_id(item.path))
         call = calls[-1]
-        expected = state.reference(state.course.exercise(exercise_name))(*call.args, **call.kwargs)
+        expected = state.reference(exercise)(*call.args, **call.kwargs)
         got = call.result
-        if exercise_name == "attention":
-            expected, got = expected[1], got[1]
+        if part is not None:
+            expected, got = expected[part], got[part]
         matrices = [t.detach().double().cpu() for t in (expected, got)]
         if any(m.shape != matrices[0].shape for m in matrices) or matrices[0].dim() == 0:
             return ()
         matrices = [m.reshape(1, -1) if m.dim() == 1 else m.reshape(-1, *m.shape[-2:])[0] for m in matrices]
         expected_2d, got_2d = (m[:16, :16].nan_to_num(nan=-1.0).tolist() for m in matrices)
-        return ((f"{exercise_name}: {item.name}", expected_2d, got_2d),)
+        return ((f"{exercise.id}: {item.name}", expected_2d, got_2d),)
     except Exception:
         return ()  # a picture must never change a grade
 

@@ -3,7 +3,9 @@
 ``python -m grader release --out DIR`` writes::
 
     README.md          for students: set up, work, check, hand in
-    course.yaml        the course file, as it is
+    course.yaml        the course file (named course.yaml whatever its own name, so that the
+                       bundle's commands find it without --course), less its ``paths:``: the
+                       bundle has the default layout
     pyproject.toml     so that ``pip install -e .`` installs the grader and its dependencies
     exercises/         the stubs
     grader/            the grader, less what is secret (below)
@@ -16,8 +18,9 @@
 Left out: ``solutions/`` (the public tests compare with the answer book instead), every
 ``@pytest.mark.hidden`` test (removed from the suites' source, with its decorators and the
 comments just above it), and the per-exercise misconception modules
-(``grader/misconceptions/<id>.py``: they compute with the correct algorithm to tell mistakes
-apart; their hints come from the book). No code in the bundle solves an exercise.
+(``grader/misconceptions/<id>.py``, and the course's own misconceptions folder: they compute
+with the correct algorithm to tell mistakes apart; their hints come from the book). No code
+in the bundle solves an exercise.
 ``tests/test_release.py`` scans a fresh bundle for solution code and hidden tests.
 """
 from __future__ import annotations
@@ -30,8 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import nbformat
+import yaml
 
-from .course import ANSWERS_FILE, Course, Exercise
+from .course import ANSWERS_FILE, COURSE_FILE, Course, Exercise
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -53,15 +57,27 @@ def write_release(course: Course, out: Path, *, flavour: str = "grader") -> Path
     ``"otter"`` (otter's ``grader.check("softmax")``, see ``grader/otter_bridge.py``).
     """
     new_folder(out)
-    shutil.copy2(course.root / "course.yaml", out / "course.yaml")
+    write_course_file(course, out / COURSE_FILE)
     shutil.copy2(project_file(), out / PYPROJECT.name)
-    shutil.copytree(course.root / "exercises", out / "exercises", ignore=IGNORED)
+    shutil.copytree(course.paths.exercises, out / "exercises", ignore=_secrets(course))
     _copy_public_grader(out / "grader", course)
     record_answers(course).save(out / ANSWERS_FILE)
     notebook = out / notebook_name(course)
     nbformat.write(course_notebook(course, flavour=flavour), notebook)
     (out / "README.md").write_text(student_readme(course, notebook.name, flavour=flavour), encoding="utf-8")
     return notebook
+
+
+def write_course_file(course: Course, target: Path) -> None:
+    """The course file at ``target``, for a copy of the course in the default layout (a release,
+    the autograder zip's course): as it is, or without its ``paths:`` when it has one."""
+    text = course.file.read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and "paths" in data:
+        del data["paths"]
+        text = (f"# {course.file.name} of the course, without its paths: (this copy has the default layout)\n"
+                + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    target.write_text(text, encoding="utf-8")
 
 
 def new_folder(out: Path) -> None:
@@ -95,10 +111,10 @@ def record_answers(course: Course) -> "AnswerBook":
     from .grading import Job, grade
 
     if course.uses_answer_book:
-        raise ReleaseError(f"{course.root} has no solutions/ folder (a student release?): its answers cannot be "
+        raise ReleaseError(f"{course.paths.solutions} does not exist (a student release?): its answers cannot be "
                            "recorded. Fix: run from the course repository.")
     recorder = Recorder()
-    (result,) = grade(course, [Job("solutions", course.root / "solutions")], public_only=True, recorder=recorder)
+    (result,) = grade(course, [Job("solutions", course.paths.solutions)], public_only=True, recorder=recorder)
     failed = [f"{e.id}::{t.name} ({t.status}: {t.message})" for e in result.exercises for t in e.tests
               if t.status != "passed"]
     if failed or result.errors:
@@ -110,20 +126,30 @@ def record_answers(course: Course) -> "AnswerBook":
 # ---------------------------------------------------------------- the grader, less its secrets
 
 
-def _copy_public_grader(target: Path, course: Course) -> None:
-    """The grader package with public suites only and no per-exercise misconception modules."""
+def _secrets(course: Course) -> Callable[[str, list[str]], set[str]]:
+    """A copytree filter for what a release copies: it leaves out the per-exercise misconception
+    modules of the engine, the suites, and the course's own solutions and misconceptions
+    folders wherever they sit (inside its exercises folder, say)."""
     misconceptions = {f"{e.id}.py" for e in course.exercises}
+    folders = {course.paths.solutions.resolve(), course.paths.suites.resolve()}
+    if course.paths.misconceptions is not None:
+        folders.add(course.paths.misconceptions.resolve())
 
     def secret(folder: str, names: list[str]) -> set[str]:
-        here = Path(folder)
-        left_out = set(IGNORED(folder, names))
+        here = Path(folder).resolve()
+        left_out = set(IGNORED(folder, names)) | {n for n in names if (here / n).resolve() in folders}
         if here == PACKAGE / "misconceptions":
             left_out |= misconceptions & set(names)
         if here == PACKAGE / "suites":
             left_out |= {n for n in names if n.startswith("test_") and n.endswith(".py")}
         return left_out
 
-    shutil.copytree(PACKAGE, target, ignore=secret)
+    return secret
+
+
+def _copy_public_grader(target: Path, course: Course) -> None:
+    """The grader package with public suites only and no per-exercise misconception modules."""
+    shutil.copytree(PACKAGE, target, ignore=_secrets(course))
     for exercise in course.exercises:
         suite = course.suite_path(exercise)
         (target / "suites" / suite.name).write_text(public_suite(suite.read_text(encoding="utf-8"), suite.name),
@@ -196,7 +222,7 @@ def course_notebook(course: Course, *, flavour: str = "grader") -> nbformat.Note
         nbformat.v4.new_code_cell(setup.format(notebook=notebook_name(course))),
     ]
     for number, exercise in enumerate(course.exercises, 1):
-        stub = (course.root / "exercises" / exercise.filename).read_text(encoding="utf-8")
+        stub = course.stub_path(exercise).read_text(encoding="utf-8")
         lesson, code = split_stub(stub)
         banned = ""
         if exercise.banned:

@@ -644,7 +644,8 @@ def _describe(exercise: Exercise, error: Any, op: str,
     if kind == "forbidden":
         return faults.ForbiddenFault(
             f"{name} ran the operator aten.{_text(error, 'kernel', 60, '?')}{where}, which this exercise forbids "
-            "(a library softmax or attention, reached through whatever route). It scores 0 until that call is gone.")
+            "(a library version of what the exercise asks you to write, reached through whatever route). "
+            "It scores 0 until that call is gone.")
     if kind == "bad_output":
         return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_text(error, 'message', 300)}.")
     when = "while being imported" if op == "load" else "during this call"

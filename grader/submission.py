@@ -203,7 +203,7 @@ def _read_tree(submission: Submission, tree: _Tree) -> None:
     submission.errors.extend(tree.errors)
     level = _code_level(tree)
     if level is None:
-        submission.errors.append("no exercise files found: put softmax.py and the others at the top of the "
+        submission.errors.append("no exercise files found: put the exercises' .py files at the top of the "
                                  "folder or zip, or in an exercises/ folder.")
         return
     here = [p for p in tree.files if p.parent == level]

@@ -57,11 +57,11 @@ class Expect:
     def tolerance(self, dtype: torch.dtype) -> Tolerance:
         return self.tolerances.get(str(dtype).replace("torch.", ""), Tolerance(rtol=0.0, atol=0.0))
 
-    def pair(self, got: Any, *, what: str = "your function") -> tuple:
-        """Check that a function returned a pair such as ``(output, weights)``."""
+    def pair(self, got: Any, *, what: str = "your function", names: str = "(first, second)") -> tuple:
+        """Check that a function returned a pair; ``names`` says which, as in ``"(output, weights)"``."""
         __tracebackhide__ = True
         if not isinstance(got, (tuple, list)) or len(got) != 2:
-            raise AssertionError(f"{what} should return a pair (output, weights), but returned {describe(got)}.")
+            raise AssertionError(f"{what} should return a pair {names}, but returned {describe(got)}.")
         return tuple(got)
 
     def close(self, got: Any, expected: torch.Tensor, *, what: str = "the output",

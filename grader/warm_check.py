@@ -85,7 +85,7 @@ def render_check(result, terminal: Terminal, report: Path | None) -> str:
                       color_system=terminal.color_system, highlight=False)
     terminal_report.print_check(console, result)
     if report is not None:
-        console.print(f"full report, with pictures of your attention weights: {report}", highlight=False, markup=False)
+        console.print(f"full report: {report}", highlight=False, markup=False)
     return buffer.getvalue()
 
 
@@ -120,7 +120,9 @@ def _fingerprint(course_file: Path, device: str | None) -> str:
     course = load_course(course_file, check_torch_names=False)
     files = sorted(PACKAGE.rglob("*.py")) + [course_file.resolve()]
     files += [course.suite_path(e) for e in course.exercises]
-    files += sorted((course.root / "solutions").glob("*.py"))
+    files += sorted(course.paths.solutions.glob("*.py"))
+    if course.paths.misconceptions is not None:
+        files += sorted(course.paths.misconceptions.glob("*.py"))
     torch_spec = importlib.util.find_spec("torch")
     if torch_spec is not None and torch_spec.origin:
         files.append(Path(torch_spec.origin))

@@ -22,16 +22,24 @@ See docs/authoring.md for how to add one.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import io
+import sys
+import types
 import re
 import tokenize
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
 from ..submission import plain_cell_names
+
+if TYPE_CHECKING:
+    from ..course import Course
 
 QUOTE_LIMIT = 120  # characters of the student's line quoted in a hint
 
@@ -73,10 +81,21 @@ class Call(NamedTuple):
 # ---------------------------------------------------------------- the library
 
 
-def misconceptions_for(exercise_id: str) -> tuple[Misconception, ...]:
-    """The ``MISCONCEPTIONS`` of ``grader/misconceptions/<exercise_id>.py``; () without one."""
+def misconceptions_for(exercise_id: str, folder: "Path | Course | None" = None) -> tuple[Misconception, ...]:
+    """The ``MISCONCEPTIONS`` of the exercise: those of ``<folder>/<exercise_id>.py`` when
+    ``folder`` (a course's misconceptions folder, or a course: its ``paths.misconceptions``)
+    has that module, else those of the engine's ``grader/misconceptions/<exercise_id>.py``;
+    () without either.
+
+    A course's modules are loaded as a package of their own, named after the folder, so they
+    never shadow this one: they import the machinery as ``from grader.misconceptions import
+    Misconception, AnyOf``."""
     if not exercise_id.isidentifier():
         return ()
+    if folder is not None and not isinstance(folder, (str, Path)):
+        folder = folder.paths.misconceptions
+    if folder is not None and (Path(folder) / f"{exercise_id}.py").is_file():
+        return tuple(_course_package(Path(folder)).load(exercise_id).MISCONCEPTIONS)
     name = f"{__name__}.{exercise_id}"
     try:
         module = importlib.import_module(name)
@@ -85,6 +104,25 @@ def misconceptions_for(exercise_id: str) -> tuple[Misconception, ...]:
             return ()  # this exercise has no library yet
         raise
     return tuple(module.MISCONCEPTIONS)
+
+
+class _CoursePackage:
+    """A course's misconceptions folder as a package named ``_course_misconceptions_<digest>``."""
+
+    def __init__(self, folder: Path):
+        self.name = "_course_misconceptions_" + hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+        if self.name not in sys.modules:
+            package = types.ModuleType(self.name, f"The misconception modules of the course folder {folder}.")
+            package.__path__ = [str(folder)]
+            sys.modules[self.name] = package
+
+    def load(self, exercise_id: str) -> types.ModuleType:
+        return importlib.import_module(f"{self.name}.{exercise_id}")
+
+
+@functools.lru_cache(maxsize=None)
+def _course_package(folder: Path) -> _CoursePackage:
+    return _CoursePackage(folder.resolve())
 
 
 def find_hints(exercise_id: str, calls: Sequence[Call], source_text: str | Sequence[str] | Mapping[str, str] | None,

@@ -58,10 +58,11 @@ def _warm_up() -> None:
     y = (y - y.amax(dim=-1, keepdim=True)).exp()
     y = y / y.sum(dim=-1, keepdim=True)
     # The kernel bans too: torch.library imports modules lazily, and a worker should not pay.
+    # Any operator will do (a course's own bans come with each call): one no exercise uses.
     bans = worker.KernelBans(set())
-    bans.enforce(frozenset({"_softmax"}))
+    bans.enforce(frozenset({"erfinv"}))
     try:
-        torch.softmax(y, -1)
+        torch.erfinv(y.detach() / 2)
     except worker.BannedKernel:
         pass
     bans.enforce(frozenset())

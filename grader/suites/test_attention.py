@@ -10,6 +10,10 @@ from grader.testing import causal_mask, gradients, needs_grad, non_contiguous, p
 
 OUT_DIMS = ("query", "feature")
 WEIGHT_DIMS = ("query", "key")
+PAIR = "(output, weights)"  # what attention returns, as messages name it
+
+# A failed test's report pictures the weights (item 1 of the pair) of its last call.
+pytestmark = pytest.mark.picture(part=1)
 
 
 def qkv(*batch: int, L_q: int = 4, L_k: int = 6, d_k: int = 8, d_v: int = 5, dtype=torch.float32):
@@ -19,7 +23,7 @@ def qkv(*batch: int, L_q: int = 4, L_k: int = 6, d_k: int = 8, d_v: int = 5, dty
 def check_attention(student, reference, expect, Q, K, V, mask=None):
     """Compare the pair (output, weights) with the reference's; return the student's."""
     args = (Q, K, V) if mask is None else (Q, K, V, mask)
-    output, weights = expect.pair(student(*args), what="attention")
+    output, weights = expect.pair(student(*args), what="attention", names=PAIR)
     want_output, want_weights = reference(*args)
     expect.close(weights, want_weights, what="the attention weights", dims=WEIGHT_DIMS)
     expect.close(output, want_output, what="the output", dims=OUT_DIMS)
@@ -44,7 +48,7 @@ def test_no_mask_random_shapes(student, reference, expect, batch):
 def test_returns_output_then_weights(student, reference, expect):
     """Is the pair in the order (output, weights), with shapes (..., L_q, d_v) and (..., L_q, L_k)?"""
     Q, K, V = qkv(2, L_q=3, L_k=5, d_k=4, d_v=7)
-    output, weights = expect.pair(student(Q, K, V), what="attention")
+    output, weights = expect.pair(student(Q, K, V), what="attention", names=PAIR)
     assert isinstance(output, torch.Tensor) and output.shape == (2, 3, 7), (
         f"the first value returned should be the output, shape (2, 3, 7) = (..., L_q, d_v), "
         f"got {tuple(getattr(output, 'shape', ()))}. Return (output, weights) in that order.")
@@ -121,7 +125,7 @@ def test_inputs_are_not_modified(student, reference, expect):
     mask = causal_mask(4, 6)
     result, after, _ = student.call_keeping_inputs(Q, K, V, mask)
     expect.unchanged([Q, K, V, mask], after, ["Q", "K", "V", "mask"])
-    output, weights = expect.pair(result, what="attention")
+    output, weights = expect.pair(result, what="attention", names=PAIR)
     want_output, want_weights = reference(Q, K, V, mask)
     expect.close(weights, want_weights, what="the attention weights", dims=WEIGHT_DIMS)
     expect.close(output, want_output, what="the output", dims=OUT_DIMS)
@@ -132,7 +136,7 @@ def test_permuting_keys_with_values(student, reference, expect):
     Q, K, V = qkv(2, dtype=torch.float64)
     order = torch.randperm(K.shape[-2])
     output, _ = check_attention(student, reference, expect, Q, K, V)
-    shuffled, _ = expect.pair(student(Q, K[:, order], V[:, order]), what="attention")
+    shuffled, _ = expect.pair(student(Q, K[:, order], V[:, order]), what="attention", names=PAIR)
     expect.close(shuffled, output, what="the output after shuffling keys and values together", dims=OUT_DIMS)
 
 
@@ -144,7 +148,7 @@ def test_masked_value_is_ignored(student, reference, expect):
     output, _ = check_attention(student, reference, expect, Q, K, V, mask)
     V2 = V.clone()
     V2[:, 3] += 100.0
-    changed, _ = expect.pair(student(Q, K, V2, mask), what="attention")
+    changed, _ = expect.pair(student(Q, K, V2, mask), what="attention", names=PAIR)
     expect.close(changed, output, what="the output after changing a masked key's value", dims=OUT_DIMS)
 
 
