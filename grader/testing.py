@@ -100,7 +100,7 @@ class Expect:
         worst = torch.unravel_index(error.argmax(), error.shape) if error.dim() else ()
         worst = [int(i) for i in worst]
         raise AssertionError(
-            f"{what} differs from the expected values in {len(bad)} of {got.numel()} places. The largest "
+            f"{what}: {len(bad)} of {got.numel()} values differ from the expected ones. The largest "
             f"difference is at {_index_words(worst, dims, got.dim())}: expected {exp64[tuple(worst)].item():.6g}, "
             f"got {got64[tuple(worst)].item():.6g}.")
 
