@@ -11,9 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from grader.course import load_course
+
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
-IDS = ("attention_scores", "softmax", "apply_weights", "attention")
+# What the course file says (ids in order, function names, the total), so that the tests
+# follow an exercise added with `python -m grader new` (no torch import here).
+COURSE = load_course(ROOT / "course.yaml", check_torch_names=False)
+IDS = COURSE.ids
+FUNCTIONS = {e.id: e.function for e in COURSE.exercises}
+MAX_SCORE = COURSE.max_score
+# The four exercises of the contract (../shared/BRIEF.md), in their order.
+CONTRACT_IDS = ("attention_scores", "softmax", "apply_weights", "attention")
 # `check` runs cold in tests (no background check server left behind), unless a test starts
 # one on purpose (tests/test_warm_check.py).
 os.environ.setdefault("GRADER_CHECK_IDLE_SECONDS", "0")

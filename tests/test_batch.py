@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_grader
+from conftest import IDS, ROOT, run_grader
 
 EXAMPLES = ROOT / "examples" / "submissions"
 FAST = ["alice", "bob.zip", "carol.ipynb", "dave", "erin", "frank", "grace", "ivan"]  # heidi (a hang) is slow
@@ -117,8 +117,7 @@ def test_csv_gradebook(clean, klass, tmp_path):
     out = tmp_path / "grades.csv"
     grade(str(klass), "--format", "csv", "--out", str(out))
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert list(rows[0]) == ["student", "attention_scores", "softmax", "apply_weights", "attention", "total",
-                             "max_score", "status"]
+    assert list(rows[0]) == ["student", *IDS, "total", "max_score", "status"]
     by_student = {r["student"]: r for r in rows}
     assert set(by_student) == {n.removesuffix(".zip").removesuffix(".ipynb") for n in scores(clean["document"])}
     for name, submission in scores(clean["document"]).items():

@@ -4,15 +4,15 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import ROOT, SOLUTIONS, run_grader
+from conftest import IDS, MAX_SCORE, ROOT, SOLUTIONS, run_grader
 
 
 def test_check_on_untouched_stubs_is_friendly():
     """Does `check` on the stubs say "not implemented yet" per exercise, with no traceback?"""
     proc = run_grader("check")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("not implemented yet") == 4
-    assert "score so far (public tests): 0/10" in proc.stdout
+    assert proc.stdout.count("not implemented yet") == len(IDS)
+    assert f"score so far (public tests): 0/{MAX_SCORE:g}" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -42,9 +42,9 @@ def test_grade_missing_path_is_a_usage_error():
 def test_grade_table_and_json_to_stdout(tmp_path):
     """Does `grade` print a gradebook table by default, and JSON with --format json?"""
     table = run_grader("grade", str(SOLUTIONS))
-    assert table.returncode == 0 and "gradebook" in table.stdout and "10/10" in table.stdout
+    assert table.returncode == 0 and "gradebook" in table.stdout and f"{MAX_SCORE:g}/{MAX_SCORE:g}" in table.stdout
     as_json = run_grader("grade", str(SOLUTIONS), "--format", "json")
-    assert json.loads(as_json.stdout)["submissions"][0]["score"] == 10
+    assert json.loads(as_json.stdout)["submissions"][0]["score"] == MAX_SCORE
 
 
 def test_json_report_matches_the_contract(reference_report):
@@ -57,7 +57,7 @@ def test_json_report_matches_the_contract(reference_report):
             assert set(test) == {"name", "score", "max_score", "status", "hidden", "message", "hints"}
             assert isinstance(test["hidden"], bool) and isinstance(test["hints"], list)
             assert isinstance(test["score"], (int, float)) and isinstance(test["message"], str)
-    assert [e["id"] for e in reference_report["exercises"]] == ["attention_scores", "softmax", "apply_weights", "attention"]
+    assert [e["id"] for e in reference_report["exercises"]] == list(IDS)
     assert any(t["hidden"] for e in reference_report["exercises"] for t in e["tests"])
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import ROOT, SOLUTIONS, exercise_scores, grade_json, run_grader
+from conftest import MAX_SCORE, ROOT, SOLUTIONS, exercise_scores, grade_json, run_grader
 from test_course import course_copy, edit  # noqa: F401 - fixture
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the gpu runner)")
@@ -29,7 +29,7 @@ def test_course_asking_for_cuda_falls_back_and_says_so(course_copy, tmp_path):
     assert "not verified on GPU" in proc.stderr
     document = json.loads(out.read_text())
     assert document["device"] == {"requested": "cuda", "used": "cpu", "verified_on_gpu": False}
-    assert document["submissions"][0]["score"] == 10
+    assert document["submissions"][0]["score"] == MAX_SCORE
 
 
 def test_auto_and_cpu_are_recorded(tmp_path):

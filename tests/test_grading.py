@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IDS, ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, scan_off_course
+from conftest import FUNCTIONS, IDS, ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, scan_off_course
 
 # attention written out in full, so that a mistake planted in another exercise cannot
 # leak into it: each wrong implementation below must cost exactly its own exercise.
@@ -79,7 +79,7 @@ def {function}(*args, **kwargs):
     first = args[0]
     zeros = torch.zeros_like(first)
     return (zeros, zeros) if "{function}" == "attention" else zeros
-''' for name, function in zip(IDS, ("attention_scores", "softmax", "apply_attention_weights", "attention"))}
+''' for name, function in FUNCTIONS.items()}
 
 
 @pytest.fixture(scope="session")

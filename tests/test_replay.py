@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, by_name, grade_json, make_submission
+from conftest import MAX_SCORE, ROOT, by_name, grade_json, make_submission
 
 SOFTMAX_COUNTING = '''import torch
 
@@ -117,7 +117,7 @@ def test_identical_answers_skip_pytest(tmp_path):
     assert proc.returncode == 0, proc.stderr
     counted = json.loads(proc.stdout.splitlines()[-1])
     ran = counted["ran"]
-    assert counted["scores"][:2] == [10.0, 10.0] and counted["scores"][2] < 10.0
+    assert counted["scores"][:2] == [MAX_SCORE, MAX_SCORE] and counted["scores"][2] < MAX_SCORE
     assert sum(name == "one" for name, _ in ran) == counted["tests"]
     assert [nodeid for name, nodeid in ran if name == "two"] == []
     third = {nodeid.split("::")[0] for name, nodeid in ran if name == "three"}

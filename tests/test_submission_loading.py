@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import solution_sources
+from conftest import IDS, solution_sources
 from grader.errors import UsageError
 from grader.submission import decode_source, discover, load_submission, strip_magics
 
@@ -24,7 +24,7 @@ def test_folder_with_files_at_the_top(tmp_path):
     for name, text in solution_sources().items():
         (tmp_path / f"{name}.py").write_text(text)
     sub = load_submission("s", tmp_path)
-    assert set(sub.sources) == {"attention_scores", "softmax", "apply_weights", "attention"}
+    assert set(sub.sources) == set(IDS)
     assert sub.errors == []
 
 
@@ -34,7 +34,7 @@ def test_zip_with_wrapping_folder_and_mac_debris(tmp_path):
     members["__MACOSX/my work/._softmax.py"] = b"\x00\x05junk"
     members["my work/.DS_Store"] = b"Bud1"
     sub = load_submission("s.zip", zip_of(tmp_path / "s.zip", members))
-    assert set(sub.sources) == {"attention_scores", "softmax", "apply_weights", "attention"}
+    assert set(sub.sources) == set(IDS)
     assert sub.sources["softmax"].path == "my work/exercises/softmax.py"
     assert sub.errors == []
 
