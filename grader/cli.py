@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", parents=[common], help="student self-check of ./exercises (public tests only)")
     check.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all)")
-    check.add_argument("--dir", default="exercises", help="the folder holding your exercise files (default: exercises)")
+    check.add_argument("--dir", help="the folder holding your exercise files (default: ./exercises, or with --course "
+                       "the course's exercises folder)")
     check.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
 
     grade = commands.add_parser("grade", parents=[common], help="grade submissions with every test (instructors)")
@@ -90,11 +91,13 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
         close = difflib.get_close_matches(unknown[0], course.ids, n=1)
         suggestion = f" Did you mean {close[0]}?" if close else ""
         raise UsageError(f"no exercise named {unknown[0]!r}.{suggestion} Exercises: {', '.join(course.ids)}.")
-    folder = Path(args.dir)
+    # ./exercises, or with --course the course's own (course.yaml paths: exercises)
+    folder = Path(args.dir) if args.dir else course.paths.exercises if args.course else Path("exercises")
+    name = args.dir or (os.path.relpath(folder) if args.course else "exercises")
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
     terminal = warm_check.Terminal.of_stdout()
-    request = {"name": args.dir, "folder": str(folder.resolve()), "ids": list(args.ids), "cwd": os.getcwd(),
+    request = {"name": name, "folder": str(folder.resolve()), "ids": list(args.ids), "cwd": os.getcwd(),
                "report_dir": str(Path(CHECK_REPORT_DIR).resolve()), "terminal": asdict(terminal)}
     reply = warm_check.ask(course_file, args.device, request)
     if reply is None:
@@ -102,7 +105,7 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
             from .grading import Job, grade
 
             course, _ = _on_device(load_course(course_file), args.device)
-            (result,) = grade(course, [Job(args.dir, folder, tuple(args.ids))], public_only=True, zygote=zygote)
+            (result,) = grade(course, [Job(name, folder, tuple(args.ids))], public_only=True, zygote=zygote)
         report = Path(CHECK_REPORT_DIR) if result.score < result.max_score else None
         page = warm_check.report_page(result, report) if report else None
         sys.stdout.write(warm_check.render_check(result, terminal, page))
@@ -265,6 +268,7 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     """Join shards: the submissions of every report, by name, as one report."""
     from .course import load_course
 
+    _given_course(args)
     loaded, device = _load_reports(args.reports)
     merged: dict = {}
     for result in loaded:
@@ -295,9 +299,19 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     return 0
 
 
+def _given_course(args: argparse.Namespace) -> None:
+    """A command that needs no course still refuses a --course that names no course file."""
+    from .course import load_course
+
+    if args.course:
+        load_course(args.course, check_torch_names=False)
+
+
 def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
     from . import report
     from .stats import compute, plot, print_stats
+
+    _given_course(args)
 
     stats = compute(_load_reports([args.report])[0])
     print_stats(report.console(), stats)

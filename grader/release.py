@@ -131,7 +131,9 @@ def _secrets(course: Course) -> Callable[[str, list[str]], set[str]]:
     modules of the engine, the suites, and the course's own solutions and misconceptions
     folders wherever they sit (inside its exercises folder, say)."""
     misconceptions = {f"{e.id}.py" for e in course.exercises}
-    folders = {course.paths.solutions.resolve(), course.paths.suites.resolve()}
+    folders = {course.paths.solutions.resolve()}
+    if course.paths.suites.resolve() != PACKAGE / "suites":  # the engine's keeps its conftest.py
+        folders.add(course.paths.suites.resolve())
     if course.paths.misconceptions is not None:
         folders.add(course.paths.misconceptions.resolve())
 

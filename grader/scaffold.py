@@ -229,8 +229,8 @@ def test_random_shapes(student, reference, expect, shape):
 
 
 @pytest.mark.hidden
-def test_repeated_calls_with_new_values(student, reference, expect):
-    """Does every call compute afresh (no cached or hard-coded results)? Hidden: not in check."""
+def test_fresh_inputs_each_call(student, reference, expect):
+    """Is every call computed afresh (nothing cached or hard-coded)? Hidden: not in check."""
     for _ in range(3):
         x = randn(3, 4)
         expect.close(student(x), reference(x), what="the output", dims=DIMS)

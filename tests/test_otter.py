@@ -140,7 +140,8 @@ def test_the_zip_holds_what_gradescope_runs(assignment):
             "files/course/solutions/softmax.py", "files/course/grader/suites/test_softmax.py"} <= names
     assert "download.pytorch.org/whl/cpu" in environment and "torch==2.13.0+cpu" in environment
     assert "-e /autograder/source/files/course" in environment and "otter-grader[grading,plugins]==7.0.0" in environment
-    assert config["plugins"] == [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": COURSE.hidden_tests}}]
+    assert config["plugins"] == [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": COURSE.hidden_tests,
+                                                                       "course": "files/course/course.yaml"}}]
     assert config["points_possible"] == COURSE.max_score
 
 

@@ -1,7 +1,8 @@
 """The misconception library: a failing test gets a hint that names the student's mistake.
 
 Each exercise has a module here named after its id (``softmax.py``...) holding a list
-``MISCONCEPTIONS``. A ``Misconception`` is a classic mistake written as code: ``compute``
+``MISCONCEPTIONS`` (a course may bring its own, in its misconceptions folder: course.yaml
+``paths: misconceptions``; those come first). A ``Misconception`` is a classic mistake written as code: ``compute``
 takes the same inputs as the student's function and returns what the *wrong*
 implementation returns. When a test fails with an ``AssertionError`` the pytest plugin
 hands the calls that test made (inputs and the student's results) to ``find_hints``, which
