@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", parents=[common], help="student self-check of ./exercises (public tests only)")
     check.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all)")
-    check.add_argument("--dir", help="the folder holding your exercise files (default: ./exercises, or with --course "
+    check.add_argument("--dir", help="the folder holding your exercise files (default: ./exercises, or if there is none, "
                        "the course's exercises folder)")
     check.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
 
@@ -91,9 +91,10 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
         close = difflib.get_close_matches(unknown[0], course.ids, n=1)
         suggestion = f" Did you mean {close[0]}?" if close else ""
         raise UsageError(f"no exercise named {unknown[0]!r}.{suggestion} Exercises: {', '.join(course.ids)}.")
-    # ./exercises, or with --course the course's own (course.yaml paths: exercises)
-    folder = Path(args.dir) if args.dir else course.paths.exercises if args.course else Path("exercises")
-    name = args.dir or (os.path.relpath(folder) if args.course else "exercises")
+    # ./exercises when there is one, else (with --course) the course's own (course.yaml paths: exercises)
+    use_course = not args.dir and args.course and not Path("exercises").is_dir()
+    folder = Path(args.dir) if args.dir else course.paths.exercises if use_course else Path("exercises")
+    name = args.dir or (os.path.relpath(folder) if use_course else "exercises")
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
     terminal = warm_check.Terminal.of_stdout()

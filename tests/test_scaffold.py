@@ -117,7 +117,7 @@ def test_check_grades_the_new_exercise_on_a_folder(scaffolded, tmp_path):
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "layer_norm  2/2" in proc.stdout and "✓ test_worked_example" in proc.stdout
-    assert "test_repeated_calls_with_new_values" not in proc.stdout
+    assert "test_fresh_inputs_each_call" not in proc.stdout
 
 
 def test_the_release_carries_the_new_exercise(scaffolded, tmp_path):
