@@ -322,7 +322,10 @@ def serve(course_file: Path, device: str | None, idle: float) -> None:
         feedback_report.warm_up()  # matplotlib once here, not in every forked report writer
 
         def still_current() -> bool:
-            return _socket_path(course_file, device) == path
+            try:
+                return _socket_path(course_file, device) == path
+            except Exception:  # noqa: BLE001 - the course file is gone or broken: stale
+                return False
 
         with zygote:
             grade(course, _requests(listener, pending, idle, still_current), public_only=True, zygote=zygote,
