@@ -1,0 +1,1 @@
+"""The references of the multi-head attention chapter."""
