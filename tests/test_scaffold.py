@@ -135,6 +135,23 @@ def test_the_release_carries_the_new_exercise(scaffolded, tmp_path):
     assert "layer_norm  2/2" in proc.stdout
 
 
+def test_the_otter_assignment_carries_the_new_exercise(scaffolded, tmp_path):
+    """Does `otter --course` write an autograder.zip whose points and otter test files include the
+    new exercise, and a student folder with its stub?"""
+    pytest.importorskip("otter", reason="the lms extra is not installed: pip install -e '.[lms]'")
+    import zipfile
+
+    out = tmp_path / "otter"
+    proc = run_grader("otter", "--course", str(scaffolded["course_file"]), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(out / "autograder.zip") as archive:
+        names = set(archive.namelist())
+        config = json.loads(archive.read("otter_config.json"))
+    assert "tests/layer_norm.py" in names and "files/course/solutions/layer_norm.py" in names
+    assert config["points_possible"] == pytest.approx(load_course(scaffolded["course_file"]).max_score)
+    assert (out / "student" / "exercises" / "layer_norm.py").is_file()
+
+
 @pytest.mark.parametrize("args, says", [
     (["softmax"], "already exists"),
     (["layer-norm"], "not a Python module name"),
