@@ -213,7 +213,8 @@ def grade(course: Course, paths: Iterable[tuple], *, public_only: bool = False,
                 "--strict-markers", "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:logging",
                 # their clean-up runs gc.collect twice over torch's heap: 0.2 s per grading run
                 "-p", "no:unraisableexception", "-p", "no:threadexception",
-                "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+                # plain asserts: outcomes keep an assert's own message only (pytest_plugin.classify)
+                "--assert=plain", "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
         code = pytest.main(args, plugins=[plugin])
     if plugin.collection_errors:
         raise UsageError("the grader's test suites could not be loaded: " + "; ".join(plugin.collection_errors))
