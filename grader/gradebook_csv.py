@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from .course import Course
-from .results import SubmissionResult
+from .results import DIGITS, UNIT, SubmissionResult, apportion
 
 
 def student_id(submission: str) -> str:
@@ -31,7 +31,9 @@ def to_csv(course: Course, results: list[SubmissionResult]) -> str:
     writer = csv.writer(out)
     writer.writerow(["student", *course.ids, "total", "max_score", "status"])
     for result in results:
-        scores = {e.id: round(e.score, 4) for e in result.exercises}
+        # rounded so that the columns add up to the total (largest remainder: results.apportion)
+        units = apportion([e.score for e in result.exercises], result.score)
+        scores = {e.id: u / UNIT for e, u in zip(result.exercises, units)}
         writer.writerow([student_id(result.submission), *(scores.get(i, 0) for i in course.ids),
-                         round(result.score, 4), round(result.max_score, 4), status(result)])
+                         round(result.score, DIGITS), round(result.max_score, DIGITS), status(result)])
     return out.getvalue()

@@ -6,9 +6,11 @@ points is its ``points(n)`` weight over the weights of all the exercise's tests.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 DIGITS = 4  # scores are rounded for the report only
+UNIT = 10 ** DIGITS  # 0.0001 points
 
 
 def _round(value: float, digits: int | None) -> float:
@@ -130,3 +132,17 @@ def document(results: list[SubmissionResult], device: dict | None = None) -> dic
     if device is not None:
         doc["device"] = device
     return doc
+
+
+def apportion(values: list[float], total: float, caps: list[int] | None = None) -> list[int]:
+    """``values`` in whole units of 0.0001, adding up to ``total`` rounded to 4 digits: each is
+    its value rounded down, plus one unit for those with the largest remainders, never past its
+    cap (in units) when another can take it."""
+    target = round(round(total, DIGITS) * UNIT)
+    scaled = [v * UNIT for v in values]
+    units = [math.floor(s + 1e-6) for s in scaled]  # 1e-6: float noise, as in 2.9999999999
+    order = sorted((i for i, s in enumerate(scaled) if s - units[i] > 1e-6), key=lambda i: units[i] - scaled[i])
+    under_cap = [i for i in order if caps is None or units[i] < caps[i]]
+    for i in (under_cap + [i for i in order if i not in under_cap])[:max(0, target - sum(units))]:
+        units[i] += 1
+    return units

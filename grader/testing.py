@@ -97,8 +97,7 @@ class Expect:
             where = _index_words(inf.nonzero()[0].tolist(), dims, got.dim())
             raise AssertionError(f"{what} contains inf in {int(inf.sum())} places (first at {where}): an overflow?")
         error = torch.where(ok, torch.zeros_like(got64), (got64 - exp64).abs())
-        worst = torch.unravel_index(error.argmax(), error.shape) if error.dim() else ()
-        worst = [int(i) for i in worst]
+        worst = _unravel(int(error.argmax()), tuple(error.shape))
         raise AssertionError(
             f"{what}: {len(bad)} of {got.numel()} values differ from the expected ones. The largest "
             f"difference is at {_index_words(worst, dims, got.dim())}: expected {exp64[tuple(worst)].item():.6g}, "
@@ -137,6 +136,16 @@ def causal_mask(L_q: int, L_k: int | None = None) -> torch.Tensor:
 def padding_mask(lengths: Sequence[int], L_k: int) -> torch.Tensor:
     """(batch, 1, L_k): key j of sequence b is real when j < lengths[b]."""
     return (torch.arange(L_k)[None, :] < torch.tensor(lengths)[:, None])[:, None, :]
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    """The index of element ``flat`` of a row-major tensor of ``shape`` (torch.unravel_index
+    costs 0.8 s on its first call in a process: it goes through torch's decompositions)."""
+    index = []
+    for size in reversed(shape):
+        flat, position = divmod(flat, size)
+        index.append(position)
+    return index[::-1]
 
 
 def gradients(fn: Callable, args: Sequence[Any], grad_outputs: Sequence[torch.Tensor | None], **kwargs) -> list:

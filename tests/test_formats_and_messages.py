@@ -170,6 +170,33 @@ def test_gradescope_entries_add_up_to_the_total_whatever_passes(reference_report
     assert adjusted  # some mixes need the largest-remainder step: rounding each entry alone misses
 
 
+def test_csv_columns_add_up_to_the_total_whatever_passes(reference_report):
+    """For any mix of passed and failed tests, do the CSV's exercise columns add up exactly to
+    its total column, each within 0.0001 of the exact score?"""
+    import csv
+    import io
+    import random
+
+    from grader.gradebook_csv import to_csv
+    from grader.results import UNIT
+
+    course = load_course(ROOT / "course.yaml")
+    base = SubmissionResult.from_record({"result": reference_report})
+    rng, results = random.Random(20261202), []
+    for _ in range(500):
+        result = copy.deepcopy(base)
+        for exercise in result.exercises:
+            for test in exercise.tests:
+                test.status = "passed" if rng.random() < 0.5 else "failed"
+        results.append(result)
+    rows = list(csv.DictReader(io.StringIO(to_csv(course, results))))
+    for row, result in zip(rows, results):
+        columns = [float(row[i]) for i in course.ids]
+        assert sum(round(c * UNIT) for c in columns) == round(float(row["total"]) * UNIT)
+        for value, exercise in zip(columns, result.exercises):
+            assert abs(value - exercise.score) <= 1 / UNIT + 1e-9
+
+
 def test_gradescope_visibility_follows_the_course_setting(reference_report):
     """Are public tests visible at once, and hidden tests as feedback.hidden_tests says?"""
     from grader.course import GRADESCOPE_VISIBILITY
@@ -180,3 +207,18 @@ def test_gradescope_visibility_follows_the_course_setting(reference_report):
         tests = results_json(result, hidden_tests=visibility)["tests"]
         assert {t["visibility"] for t in tests if t["name"].endswith(": public tests")} == {"visible"}
         assert {t["visibility"] for t in tests if t["name"].endswith(": hidden tests")} == {visibility}
+
+
+def test_the_worst_place_is_found_as_torch_finds_it():
+    """Does the comparison's index of the largest difference match torch.unravel_index?"""
+    import random
+
+    import torch
+
+    from grader.testing import _unravel
+
+    rng = random.Random(7)
+    for _ in range(200):
+        shape = tuple(rng.randint(1, 5) for _ in range(rng.randint(0, 4)))
+        flat = rng.randrange(max(1, torch.Size(shape).numel()))
+        assert _unravel(flat, shape) == [int(i) for i in torch.unravel_index(torch.tensor(flat), shape)]
