@@ -20,7 +20,7 @@ the parts nearest to rounding the other way take the difference (largest remaind
 from __future__ import annotations
 
 from .course import Course
-from .results import DIGITS, UNIT, CaseResult, SubmissionResult, apportion
+from .results import DIGITS, UNIT, CaseResult, SubmissionResult, apportion, same_failure
 
 MARK = {"passed": "✓", "not_implemented": "·"}
 
@@ -47,8 +47,9 @@ def results_json(result: SubmissionResult, *, hidden_tests: str = Course.hidden_
 
 def entry_output(tests: list[CaseResult]) -> str:
     """One line per test, as ``check`` prints them; a failure's message and hints below it."""
-    if all(t.status == "not_implemented" for t in tests):
-        return f"{MARK['not_implemented']} {tests[0].message}"  # every test says the same
+    shared = same_failure(tests)
+    if shared is not None:  # every test says the same
+        return "\n".join([f"{MARK.get(shared.status, '✗')} {shared.message}", *(f"hint: {h}" for h in shared.hints)])
     lines = []
     for test in tests:
         if test.status == "passed":

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .course import default_course_path, load_course
 from .errors import UsageError
-from .results import SubmissionResult
+from .results import SubmissionResult, same_failure
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # on the grading process's PYTHONPATH
 CHECK_SECONDS = 600  # the whole check; each call of the student's code has its own limit
@@ -140,7 +140,7 @@ class CheckResult:
 
     @staticmethod
     def _untouched(exercise) -> bool:
-        return bool(exercise.tests) and all(t.status == "not_implemented" for t in exercise.tests)
+        return same_failure(exercise.tests) is not None
 
     def _repr_html_(self) -> str:
         esc = html.escape
@@ -166,7 +166,9 @@ class CheckResult:
         for exercise in self.result.exercises:
             lines.append(f"{exercise.id}  {exercise.score:.3g}/{exercise.max_score:g}")
             if self._untouched(exercise):
-                lines.append(f"  · {exercise.tests[0].message}")
+                shared = exercise.tests[0]
+                lines.append(f"  {STATUS_MARK.get(shared.status, '✗')} {shared.message}")
+                lines += [f"      hint: {h}" for h in shared.hints]
                 continue
             for test in exercise.tests:
                 lines.append(f"  {STATUS_MARK.get(test.status, '✗')} {test.name}")

@@ -356,7 +356,8 @@ $ .venv/bin/python -m grader check softmax    # one exercise
 
 - It runs the **public tests** only. Your grade also counts hidden tests, which call your
   functions on new inputs: code that only reproduces the worked examples loses those points.
-- Each test compares your result with PyTorch's own implementation, within a small
+- Each test compares your result with the reference solution's answers (recorded in
+  `answers.pt` for the public tests' inputs), within a small
   tolerance, and says what differs in words (shape, dtype, NaN, the worst element).
 - Your code runs in a separate, locked-down process: printing, loops that never end and
   crashes cost only the exercise they happen in.

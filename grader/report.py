@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .course import Course
-from .results import SubmissionResult, document
+from .results import SubmissionResult, document, same_failure
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "magenta", "crashed": "magenta", "memory": "magenta",
                 "forbidden": "yellow", "not_implemented": "dim", "skipped": "dim"}
@@ -129,8 +129,12 @@ def print_check(console: Console, result: SubmissionResult) -> None:
     for ex in result.exercises:
         title = Text(f"{ex.id}  {ex.score:.3g}/{ex.max_score:g}", style="bold " + STATUS_STYLE.get(ex.status, ""))
         console.print(title)
-        if ex.status == "not_implemented" and all(t.status == "not_implemented" for t in ex.tests):
-            console.print(f"  · {ex.tests[0].message}" if ex.tests else "", highlight=False, markup=False)
+        shared = same_failure(ex.tests)
+        if shared is not None:  # one line, not the same sentence under every test
+            mark = STATUS_MARK.get(shared.status, "✗")
+            console.print(f"  {mark} {shared.message}", highlight=False, markup=False)
+            for hint in shared.hints:
+                console.print(f"  [cyan]hint:[/cyan] {escape(hint)}", highlight=False)
             continue
         hints: list[str] = []  # each once per exercise, after its tests, not under every failing test
         for test in ex.tests:

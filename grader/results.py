@@ -146,3 +146,12 @@ def apportion(values: list[float], total: float, caps: list[int] | None = None) 
     for i in (under_cap + [i for i in order if i not in under_cap])[:max(0, target - sum(units))]:
         units[i] += 1
     return units
+
+
+def same_failure(tests: list) -> "CaseResult | None":
+    """The first test when every one of ``tests`` failed with the same status and message (an
+    exercise not written yet, forbidden, or one whose import fails): shown once, not per test."""
+    if not tests or tests[0].status == "passed":
+        return None
+    first = tests[0]
+    return first if all((t.status, t.message) == (first.status, first.message) for t in tests) else None

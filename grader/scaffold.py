@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +133,8 @@ def next_steps(scaffold: Scaffold) -> str:
     rel = [p.relative_to(root) if p.is_relative_to(root) else p for p in scaffold.files]
     course = "" if scaffold.course_file.resolve() == (Path.cwd() / "course.yaml").resolve() \
         else f" --course {scaffold.course_file}"
+    python = os.path.relpath(sys.executable) if Path(sys.executable).resolve().is_relative_to(Path.cwd().resolve()) \
+        else "python"  # the venv's python, as the README writes it (.venv/bin/python)
     lines = [f"exercise {scaffold.exercise_id!r} added to {scaffold.course_file} (appended at the end). Wrote:"]
     lines += [f"  {p}" for p in rel]
     lines += [
@@ -138,10 +142,10 @@ def next_steps(scaffold: Scaffold) -> str:
         f"  1. write the reference in {rel[1]} (and the signature of {scaffold.function} in all three files)",
         f"  2. write the lesson, the shapes and the worked example in {rel[0]}'s docstring, "
         "then the same example as test_worked_example",
-        f"  3. python -m grader{course} grade solutions        # the reference must get full marks",
-        f"  4. python -m grader{course} check {scaffold.exercise_id}   # the stub: 'not implemented yet', 0 points",
+        f"  3. {python} -m grader{course} grade solutions        # the reference must get full marks",
+        f"  4. {python} -m grader{course} check {scaffold.exercise_id}   # the stub: 'not implemented yet', 0 points",
         f"  5. add tests (shapes, dtypes, gradients; @pytest.mark.hidden ones) and known mistakes in {rel[3]}",
-        f"  6. python -m grader{course} release --out release  # the student bundle: check it runs",
+        f"  6. {python} -m grader{course} release --out release  # the student bundle: check it runs",
         "See docs/authoring.md, 'Add an exercise'.",
     ]
     return "\n".join(lines) + "\n"

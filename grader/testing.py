@@ -41,11 +41,12 @@ def _shape_hint(got: tuple, expected: tuple) -> str:
 
 
 def _index_words(index: Sequence[int], dims: Sequence[str] | None, ndim: int) -> str:
-    names = list(dims or ())
-    names = ["batch"] * (ndim - len(names)) + names[-ndim:] if names else []
+    names = list(dims or ())[-ndim:] if ndim else []
     if not names:
         return "[" + ", ".join(map(str, index)) + "]"
-    return ", ".join(f"{n} {i}" for n, i in zip(names, index))
+    extra = ndim - len(names)  # leading batch dims: "batch 1", or "batch (1, 0)" for several
+    words = [f"batch {index[0]}"] if extra == 1 else [f"batch ({', '.join(map(str, index[:extra]))})"] if extra else []
+    return ", ".join(words + [f"{n} {i}" for n, i in zip(names, index[extra:])])
 
 
 class Expect:

@@ -209,12 +209,14 @@ def stop(course_file: Path, device: str | None = None) -> bool:
 # ---------------------------------------------------------------- the server
 
 
-def _requests(listener: socket.socket, pending: list, idle: float, still_current):
+def _requests(listener: socket.socket, pending: list, idle: float, still_current, when_ready=None):
     """Jobs for ``grading.grade``, one per request, until none comes for ``idle`` seconds, a
     ``stop``, or ``still_current()`` turns false (an engine, suite or course file changed:
     the answers would be stale). Each request's connection waits in ``pending`` for its reply."""
     from .grading import Job
 
+    if when_ready is not None:  # the suites are collected: this runs before the first request is read
+        when_ready()
     listener.settimeout(min(idle, STALE_CHECK_SECONDS))
     last = time.monotonic()
     while True:
@@ -274,7 +276,11 @@ def _answer(pending: list, result) -> None:
 
 def _write_report_in_background(result, folder: Path) -> None:
     """Draw and write the report in a grandchild (init reaps it), so the next check need not
-    wait for matplotlib. It only draws: no torch op runs after the fork."""
+    wait for matplotlib. It only draws: no torch op runs after the fork. matplotlib is imported
+    here once (after the first reply), not in every child."""
+    from .feedback_report import warm_up
+
+    warm_up()
     child = os.fork()
     if child == 0:
         try:
@@ -292,8 +298,9 @@ def _write_report(result, folder: Path) -> None:
         write_report(result, folder, audience="student")
 
 
-def serve(course_file: Path, device: str | None, idle: float) -> None:
-    """Answer checks of this course until idle; one server per socket (an flock decides)."""
+def serve(course_file: Path, device: str | None, idle: float, when_ready=None) -> None:
+    """Answer checks of this course until idle; one server per socket (an flock decides).
+    ``when_ready()`` runs once the suites are collected, before the first request."""
     path = _socket_path(course_file, device)
     if path is None:
         return
@@ -312,14 +319,12 @@ def serve(course_file: Path, device: str | None, idle: float) -> None:
     bound = path.stat().st_ino
     listener.listen(8)
     try:
-        from . import feedback_report
         from .course import load_course
         from .devices import resolve_course
         from .grading import grade, hidden_paths
 
         course, _ = resolve_course(load_course(course_file), device)
         pending: list = []
-        feedback_report.warm_up()  # matplotlib once here, not in every forked report writer
 
         def still_current() -> bool:
             try:
@@ -328,7 +333,7 @@ def serve(course_file: Path, device: str | None, idle: float) -> None:
                 return False
 
         with zygote:
-            grade(course, _requests(listener, pending, idle, still_current), public_only=True, zygote=zygote,
+            grade(course, _requests(listener, pending, idle, still_current, when_ready), public_only=True, zygote=zygote,
                   hide=hidden_paths(course, []), on_result=lambda result: _answer(pending, result))
     finally:
         with contextlib.suppress(OSError):
@@ -348,16 +353,28 @@ def main(argv: list[str]) -> None:
             report, rest = (Path(rest[1]), Path(rest[2])), rest[3:]
         else:
             raise SystemExit(f"unknown option {rest[0]}")
+    result = None
     if report is not None:
         from .results import SubmissionResult
 
         record_file, folder = report
         try:
-            _write_report(SubmissionResult.from_record(json.loads(record_file.read_text(encoding="utf-8"))), folder)
+            result = SubmissionResult.from_record(json.loads(record_file.read_text(encoding="utf-8")))
         finally:
             record_file.unlink(missing_ok=True)
-    if idle_seconds() > 0:
-        serve(course_file, device, idle_seconds())
+    drawn = []
+
+    def draw() -> None:  # once the server is ready: until then a check waits for a start-up that has the cores
+        if result is not None:
+            _write_report_in_background(result, folder)
+            drawn.append(True)
+
+    try:
+        if idle_seconds() > 0:
+            serve(course_file, device, idle_seconds(), when_ready=draw)
+    finally:
+        if result is not None and not drawn:  # no server started here (servers off, one runs already, or it failed)
+            _write_report(result, folder)
 
 
 if __name__ == "__main__":
