@@ -82,6 +82,15 @@ def grade_json(out_dir: Path, *paths: Path | str, extra: tuple[str, ...] = ()) -
     return json.loads(out.read_text())
 
 
+def otter_run(autograder_zip: Path, notebook: Path, out: Path) -> dict:
+    """The real ``otter run`` of a handed-in notebook (no Docker): its results.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(autograder_zip),
+                           "-o", str(out), str(notebook)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
 def by_name(document: dict) -> dict[str, dict]:
     return {s["submission"]: s for s in document["submissions"]}
 

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, grade_json, run_grader
+from conftest import ROOT, grade_json, otter_run, run_grader
 
 from grader.course import load_course
 
@@ -188,12 +186,7 @@ def test_otter_through_course(lab, max_score, tmp_path):
             cell.source = reference
     handed_in = tmp_path / "handed_in.ipynb"
     nbformat.write(notebook, handed_in)
-    results = tmp_path / "otter_out"
-    results.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(out / "autograder.zip"),
-                           "-o", str(results), str(handed_in)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    graded = json.loads((results / "results.json").read_text())
+    graded = otter_run(out / "autograder.zip", handed_in, tmp_path / "otter_out")
     assert math.isclose(graded["score"], max_score), graded.get("output")
     assert {t["name"].split(" ")[0] for t in graded["tests"]} and all(
         re.search(ID, t["name"]) for t in graded["tests"])

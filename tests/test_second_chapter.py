@@ -9,7 +9,6 @@ import importlib.util
 import json
 import math
 import re
-import subprocess
 import sys
 import types
 import zipfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, grade_json, run_grader
+from conftest import ROOT, grade_json, otter_run, run_grader
 
 from grader.course import load_course
 
@@ -175,10 +174,5 @@ def test_otter(tmp_path):
         cell.source = reference
     handed_in = tmp_path / "handed_in.ipynb"
     nbformat.write(notebook, handed_in)
-    results = tmp_path / "otter_out"
-    results.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "otter", "run", "--no-logo", "-a", str(out / "autograder.zip"),
-                           "-o", str(results), str(handed_in)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    graded = json.loads((results / "results.json").read_text())
+    graded = otter_run(out / "autograder.zip", handed_in, tmp_path / "otter_out")
     assert math.isclose(graded["score"], COURSE.max_score), graded.get("output")
