@@ -285,6 +285,9 @@ def _write_report_in_background(result, folder: Path) -> None:
     if child == 0:
         try:
             if os.fork() == 0:
+                # not the server's sockets: its listener, its zygote's control link (a zygote
+                # sees its server gone only once every copy of that link is closed)
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 _write_report(result, folder)
         finally:
             os._exit(0)
