@@ -435,10 +435,14 @@ class StudentCode:
         intermediate of an attention is that small), so the grader never computes more for a
         rerun than the test itself did. Time counts in the submission's budget."""
         tensors: list[torch.Tensor] = []
-        request = {"op": "call", "exercise": exercise.id, "args": codec.encode_value(list(call.args), tensors),
-                   "kwargs": codec.encode_value(dict(call.kwargs), tensors), "substitute": substitute}
+        args = codec.encode_value(list(call.args), tensors)
+        kwargs = codec.encode_value(dict(call.kwargs), tensors)
         inputs = [t for t in tensors if isinstance(t, torch.Tensor)]
         most_elements = max(1, sum(t.numel() for t in inputs)) * max([1, *(max(t.shape, default=1) for t in inputs)])
+        # The worker refuses a larger question before sending it; one that comes anyway (a worker
+        # not ours) breaks the protocol before the grader reads its tensors.
+        request = {"op": "call", "exercise": exercise.id, "args": args, "kwargs": kwargs,
+                   "substitute": substitute, "question_elements": most_elements}
         asked = 0
 
         def answer(question: dict, received: list) -> tuple[dict, list]:
@@ -457,7 +461,8 @@ class StudentCode:
             except Exception:  # noqa: BLE001 - inputs the reference cannot take: the student's code hears so
                 return {"error": "the reference could not take these inputs"}, []
 
-        reply, out = self.blame_worker.request(request, tensors, timeout=self._time_for(exercise), callback=answer)
+        reply, out = self.blame_worker.request(request, tensors, timeout=self._time_for(exercise), callback=answer,
+                                               max_payload=most_elements * max(codec.ITEMSIZE.values()))
         if not reply.get("ok"):
             raise faults.ErrorFault("the run with a reference in place raised")
         return codec.decode_value(reply["value"], out)

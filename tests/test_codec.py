@@ -176,3 +176,15 @@ def test_deadline():
     a, b = socket.socketpair()
     with a, b, pytest.raises(codec.Timeout):
         codec.recv_message(b, time.monotonic() + 0.2)
+
+
+def test_a_payload_over_the_readers_limit_is_refused_unread():
+    """Is a message whose tensors exceed the reader's own limit refused from its header alone
+    (blame caps a worker's questions at the test's own input size)?"""
+    a, b = socket.socketpair()
+    with a, b:
+        tensors: list = []
+        codec.send_message(a, {"v": codec.encode_value(torch.zeros(64), tensors)}, tensors)
+        with pytest.raises(codec.ProtocolError, match="too large"):
+            codec.recv_message(b, time.monotonic() + 5, max_payload=64 * 4 - 1)
+        assert len(b.recv(1 << 16, socket.MSG_PEEK)) == 64 * 4  # the tensor's bytes were left unread

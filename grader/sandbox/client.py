@@ -192,13 +192,15 @@ class WorkerProcess:
         return self.status is None
 
     def request(self, header: dict, tensors: list[torch.Tensor] = (), *, timeout: float,
-                callback: Callable[[dict, list], tuple[dict, list]] | None = None) -> tuple[dict, list]:
+                callback: Callable[[dict, list], tuple[dict, list]] | None = None,
+                max_payload: int | None = None) -> tuple[dict, list]:
         """Send one request and wait at most ``timeout`` seconds for the answer.
 
         With ``callback``, the worker may ask the grader questions during the call
         (``{"op": "callback", ...}``, used to substitute reference functions for the
         student's own); each is answered with what ``callback`` returns. Without one, such a
-        question breaks the protocol.
+        question breaks the protocol. A message carrying more than ``max_payload`` bytes of
+        tensors (None: the codec's limit) breaks it too, before the grader reads them.
         """
         from . import codec
 
@@ -206,7 +208,7 @@ class WorkerProcess:
         with self._failures():
             codec.send_message(self.channel, header, list(tensors))
             while True:
-                answer, out, digest = self._receive(deadline)
+                answer, out, digest = self._receive(deadline, max_payload)
                 if "ok" in answer:
                     self.last_digest = digest
                     return answer, out
@@ -245,14 +247,14 @@ class WorkerProcess:
                     self.kill()  # stopped early (a timeout, a broken answer): out of step, and the sender ends
                 sender.join()
 
-    def _receive(self, deadline: float) -> tuple[dict, list, bytes]:
+    def _receive(self, deadline: float, max_payload: int | None = None) -> tuple[dict, list, bytes]:
         """The worker's next message, checked field by field (``codec.check_answer``), and
         the digest of its bytes (see ``codec.recv_message``)."""
         from . import codec
 
         digest = hashlib.blake2b(digest_size=20)
         try:
-            message, out = codec.recv_message(self.channel, deadline, digest)
+            message, out = codec.recv_message(self.channel, deadline, digest, max_payload or codec.MAX_PAYLOAD_BYTES)
             codec.check_answer(message, out)
         except (codec.ProtocolError, codec.Timeout, OSError):
             raise

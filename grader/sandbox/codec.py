@@ -366,8 +366,10 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytearra
 
 
 def recv_message(sock: socket.socket, deadline: float | None = None,
-                 digest: "hashlib.blake2b | None" = None) -> tuple[dict, list[torch.Tensor]]:
+                 digest: "hashlib.blake2b | None" = None,
+                 max_payload: int = MAX_PAYLOAD_BYTES) -> tuple[dict, list[torch.Tensor]]:
     """Read one message; with a deadline (``time.monotonic()`` seconds) raise Timeout after it.
+    A payload announced larger than ``max_payload`` bytes is refused before any of it is read.
 
     ``digest`` (``hashlib.blake2b(digest_size=20)``) is fed the message's bytes as they came:
     its ``digest()`` then equals what ``send_message`` returned on the other side.
@@ -383,7 +385,7 @@ def recv_message(sock: socket.socket, deadline: float | None = None,
     if not isinstance(entries, list) or len(entries) > MAX_TENSORS:
         raise ProtocolError("malformed tensor table")
     checked = [_checked_entry(e) for e in entries]
-    if sum(c.nbytes for c in checked) > MAX_PAYLOAD_BYTES:
+    if sum(c.nbytes for c in checked) > min(max_payload, MAX_PAYLOAD_BYTES):
         raise ProtocolError("message payload too large")
     tensors = []
     for entry in checked:

@@ -207,7 +207,7 @@ class Worker:
         args = codec.decode_value(request["args"], tensors)
         kwargs = codec.decode_value(request["kwargs"], tensors)
         self.bans.enforce(self.banned_kernels.get(exercise, frozenset()))
-        with self._substituted(exercise, request.get("substitute") or {}):
+        with self._substituted(exercise, request.get("substitute") or {}, request.get("question_elements")):
             result = fn(*args, **kwargs)
         if self.bans.hit is not None:
             return {"ok": False, "error": self.bans.hit}, []
@@ -221,7 +221,7 @@ class Worker:
         return answer, out
 
     @contextlib.contextmanager
-    def _substituted(self, exercise: str, substitute: dict[str, str]):
+    def _substituted(self, exercise: str, substitute: dict[str, str], question_elements: int | None):
         """During one call, let the student's code call the grader's reference instead of its
         own ``exercises.<id>.<function>`` for each ``{id: function}`` (the blame check).
 
@@ -236,7 +236,7 @@ class Worker:
         for other, function in substitute.items():
             module = self.notebook if self.notebook is not None else sys.modules.get(f"{PACKAGE}.{other}")
             own = getattr(module, function, None) if module is not None else None
-            proxy = self._reference_proxy(other)
+            proxy = self._reference_proxy(other, question_elements)
             namespaces = [caller] + ([module.__dict__] if module is not None and module.__dict__ is not caller else [])
             for namespace in namespaces:
                 for name, value in list(namespace.items()):
@@ -249,11 +249,16 @@ class Worker:
             for namespace, name, value in reversed(swaps):
                 namespace[name] = value
 
-    def _reference_proxy(self, exercise: str):
+    def _reference_proxy(self, exercise: str, question_elements: int | None):
+        """The stand-in for the student's ``exercise``: asks the grader. A question with more
+        elements than ``question_elements`` (the grader would refuse it after reading it all)
+        is refused here, before it travels."""
         def reference(*args, **kwargs):
             out: list[torch.Tensor] = []
             question = {"op": "callback", "exercise": exercise, "args": codec.encode_value(list(args), out),
                         "kwargs": codec.encode_value(dict(kwargs), out)}
+            if question_elements is not None and sum(t.numel() for t in out) > question_elements:
+                raise RuntimeError(f"the grader's reference {exercise} refused this call: inputs larger than the test's own")
             codec.send_message(self.channel, question, out)
             answer, tensors = codec.recv_message(self.channel)
             if "value" not in answer:
