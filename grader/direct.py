@@ -1,6 +1,6 @@
 """Running a suite's test body directly, without pytest's per-test protocol.
 
-pytest's ``runtestprotocol`` costs a few milliseconds of the grader's time per test
+pytest's per-test protocol costs a few milliseconds of the grader's time per test
 (fixture requests, three hook phases, reports), paid for every test of every submission.
 A test that asks only for the grader's own fixtures (``student``, ``reference``,
 ``expect``, ``exercise``, the autouse ``seed``) and its parameters, and carries no marker

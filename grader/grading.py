@@ -1,7 +1,7 @@
 """The grading loop: one pytest session, one zygote, every submission.
 
 pytest collects the suites once; then, for each submission, this plugin runs every
-collected test against that submission's worker (``runtestprotocol``) and turns the
+collected test against that submission's worker (pytest's ``pytest_runtest_protocol`` hook) and turns the
 outcomes into a ``SubmissionResult``. Collection, fixtures' code and references are set up
 once per batch, not once per submission.
 """
@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 import pytest
-from _pytest.reports import TestReport
-from _pytest.runner import runtestprotocol
 
 from .course import Course
 from .errors import UsageError
@@ -84,11 +82,11 @@ class _BatchPlugin:
         items.sort(key=lambda i: order.get(exercise_id(i.path), len(order)))  # stable: definition order within
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> TestReport:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
         """A bare report: the outcome is classified by the plugin's wrapper, and pytest's
         traceback formatting (tens of ms per failure) would be thrown away."""
         outcome = "passed" if call.excinfo is None else "failed"
-        return TestReport(item.nodeid, item.location, {}, outcome, None if call.excinfo is None else "failed",
+        return pytest.TestReport(item.nodeid, item.location, {}, outcome, None if call.excinfo is None else "failed",
                           call.when, (), call.duration, call.start, call.stop)
 
     @pytest.hookimpl(tryfirst=True)
@@ -155,7 +153,7 @@ class _BatchPlugin:
         # Tests run without pytest since the last one it ran skipped its set-up and teardown:
         # first tear down what that run left set up (its module, say) and this test lacks.
         item.session._setupstate.teardown_exact(item)
-        runtestprotocol(item, log=False, nextitem=nextitem)
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)  # pytest's public hook, as xdist calls it
         return item.stash.get(OUTCOME, Outcome("error", "the test did not run."))
 
     def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str],
