@@ -28,7 +28,7 @@ bench: setup
 
 # On a GPU machine: the reference, the sample class and the device-bug submissions on CUDA.
 gpu-check: setup
-	$(PY) -m grader.gpu_check
+	$(PY) -m grader.run.gpu_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -48,7 +48,7 @@ def servers_gone(course: Path, timeout: float = 120) -> None:
     """Wait until no check server (or report writer) of ``course`` runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if subprocess.run(["pgrep", "-f", f"grader.warm_check {course}"], capture_output=True).returncode != 0:
+        if subprocess.run(["pgrep", "-f", f"grader.selfcheck.warm_server {course}"], capture_output=True).returncode != 0:
             return
         time.sleep(0.1)
 
@@ -89,7 +89,7 @@ def shell_figures(python: str, course: Path, folders: dict[str, Path], rounds: i
                      for _ in range(rounds)]
             what = "one exercise" if ids else "all"
             print(f"  warm check, {name:<13} {what:<12} {statistics.median(times):6.2f} s")
-    subprocess.run([python, "-c", f"from grader import warm_check; from pathlib import Path; "
+    subprocess.run([python, "-c", f"from grader.selfcheck import warm_server as warm_check; from pathlib import Path; "
                     f"warm_check.stop(Path({str(course)!r}))"], cwd=ROOT, env=warm_env)
 
 
@@ -121,7 +121,7 @@ def kernel_figures(python: str, course_folder: Path, solutions: Path, rounds: in
         if line.strip():
             exercise, first, rest = line.split()
             print(f"  check({exercise!r:<18}) first {float(first):5.2f} s, then {float(rest):5.2f} s (median of {rounds})")
-    subprocess.run([python, "-c", "from grader import warm_check; from pathlib import Path; "
+    subprocess.run([python, "-c", "from grader.selfcheck import warm_server as warm_check; from pathlib import Path; "
                     f"warm_check.stop(Path({str(course_folder / 'course.yaml')!r}))"], cwd=ROOT, env=env)
 
 

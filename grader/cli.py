@@ -77,12 +77,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace, zygote: None) -> int:
-    """Answered by the course's warm check server when one runs (grader/warm_check.py), else
+    """Answered by the course's warm check server when one runs (grader/selfcheck/warm_server.py), else
     graded here (cold), printed, and a server started for the next check."""
     from dataclasses import asdict
 
-    from . import warm_check
-    from .course import default_course_path, load_course
+    from .selfcheck import warm_server
+    from .course.load import default_course_path, load_course
 
     course_file = Path(args.course) if args.course else default_course_path()
     course = load_course(course_file, check_torch_names=False)  # the ids and paths; no torch import here
@@ -97,22 +97,22 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
     name = args.dir or (os.path.relpath(folder) if use_course else "exercises")
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
-    terminal = warm_check.Terminal.of_stdout()
+    terminal = warm_server.Terminal.of_stdout()
     request = {"name": name, "folder": str(folder.resolve()), "ids": list(args.ids), "cwd": os.getcwd(),
                "report_dir": str(Path(CHECK_REPORT_DIR).resolve()), "terminal": asdict(terminal)}
-    reply = warm_check.ask(course_file, args.device, request)
+    reply = warm_server.ask(course_file, args.device, request)
     if reply is None:
         with Zygote() as zygote:
-            from .grading import Job, grade
+            from .run.session import Job, grade
 
             course, _ = _on_device(load_course(course_file), args.device)
             (result,) = grade(course, [Job(name, folder, tuple(args.ids))], public_only=True, zygote=zygote)
         report = Path(CHECK_REPORT_DIR) if result.score < result.max_score else None
-        page = warm_check.report_page(result, report) if report else None
-        sys.stdout.write(warm_check.render_check(result, terminal, page))
+        page = warm_server.report_page(result, report) if report else None
+        sys.stdout.write(warm_server.render_check(result, terminal, page))
         sys.stdout.flush()
         # the report (pictures take a while) is written by the server it starts, after this exits
-        warm_check.start(course_file, args.device, report=(result.to_record(), report) if report else None)
+        warm_server.start(course_file, args.device, report=(result.to_record(), report) if report else None)
     else:
         sys.stdout.write(reply["text"])
     return 0
@@ -131,11 +131,10 @@ def _results_path(args: argparse.Namespace, batch: bool) -> Path | None:
 
 
 def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
-    from . import report
-    from .batch import ResultsFile, grade_batch, in_shard, parse_shard, progress_printer
-    from .course import load_course
-    from .grading import hidden_paths
-    from .submission import discover
+    from .run.batch import ResultsFile, grade_batch, in_shard, parse_shard, progress_printer
+    from .course.load import load_course
+    from .run.session import hidden_paths
+    from .intake.submission import discover
 
     course, device = _on_device(load_course(args.course), args.device)
     if args.jobs < 1:
@@ -175,8 +174,8 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
     ordered = [store.done[n] for n, _ in submissions if n in store.done]
     _write(args, course, ordered, device.describe())
     if args.report_dir:
-        from .class_index import write_class_index
-        from .feedback_report import write_report
+        from .feedback.class_index import write_class_index
+        from .feedback.student_report import write_report
 
         for result in ordered:
             write_report(result, Path(args.report_dir), audience=args.audience)
@@ -188,7 +187,7 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
 
 def _on_device(course, requested: str | None):
     """Resolve the grading device; say so on stderr when CUDA was wanted but is not here."""
-    from .devices import resolve_course
+    from .course.devices import resolve_course
 
     course, device = resolve_course(course, requested)
     if device.requested != "cpu" and not device.verified_on_gpu and device.requested == "cuda":
@@ -198,53 +197,53 @@ def _on_device(course, requested: str | None):
 
 
 def _write(args: argparse.Namespace, course, results: list, device: dict) -> None:
-    from . import report
+    from .outputs import terminal
 
     if args.format == "json":
-        _emit(args.out, report.to_json(results, device))
+        _emit(args.out, terminal.to_json(results, device))
     elif args.format == "csv":
-        from .gradebook_csv import to_csv
+        from .outputs.gradebook_csv import to_csv
 
         _emit(args.out, to_csv(course, results))
     elif args.format == "gradescope":
-        from .gradebook_csv import student_id
-        from .gradescope import results_json
+        from .outputs.gradebook_csv import student_id
+        from .lms.gradescope import results_json
 
         if args.out:
             for result in results:
-                report.write_atomically(Path(args.out) / student_id(result.submission) / "results.json",
+                terminal.write_atomically(Path(args.out) / student_id(result.submission) / "results.json",
                                         json.dumps(results_json(result, hidden_tests=course.hidden_tests), indent=2) + "\n")
         else:
             sys.stdout.write(json.dumps(results_json(results[0], hidden_tests=course.hidden_tests), indent=2) + "\n")
     else:
-        from .stats import compute, print_stats
+        from .feedback.stats import compute, print_stats
 
         def show(console) -> None:
-            report.print_grades(console, course, results, device)
+            terminal.print_grades(console, course, results, device)
             if len(results) > 1:
                 print_stats(console, compute(results))
 
         if args.out:
             with open(os.devnull, "w") as sink:
-                recorder = report.console(record=True, width=160, file=sink)
+                recorder = terminal.console(record=True, width=160, file=sink)
                 show(recorder)
-            report.write_atomically(args.out, recorder.export_text())
+            terminal.write_atomically(args.out, recorder.export_text())
         else:
-            show(report.console())
+            show(terminal.console())
 
 
 def _emit(out: str | None, text: str) -> None:
-    from . import report
+    from .outputs import terminal
 
     if out:
-        report.write_atomically(out, text)
+        terminal.write_atomically(out, text)
     else:
         sys.stdout.write(text)
 
 
 def _load_reports(paths: list[str]) -> tuple[list, dict | None]:
     """Results from contract JSON reports or results files (.jsonl), and the first report's device."""
-    from .results import SubmissionResult
+    from .outputs.results import SubmissionResult
 
     loaded, device = [], None
     for path in paths:
@@ -267,7 +266,7 @@ def _load_reports(paths: list[str]) -> tuple[list, dict | None]:
 
 def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     """Join shards: the submissions of every report, by name, as one report."""
-    from .course import load_course
+    from .course.load import load_course
 
     _given_course(args)
     loaded, device = _load_reports(args.reports)
@@ -278,7 +277,7 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
         merged[result.submission] = result
     results = [merged[name] for name in sorted(merged)]
     if args.format == "csv":
-        from .gradebook_csv import to_csv
+        from .outputs.gradebook_csv import to_csv
 
         _emit(args.out, to_csv(load_course(args.course), results))
         return 0
@@ -302,20 +301,20 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
 
 def _given_course(args: argparse.Namespace) -> None:
     """A command that needs no course still refuses a --course that names no course file."""
-    from .course import load_course
+    from .course.load import load_course
 
     if args.course:
         load_course(args.course, check_torch_names=False)
 
 
 def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
-    from . import report
-    from .stats import compute, plot, print_stats
+    from .outputs import terminal
+    from .feedback.stats import compute, plot, print_stats
 
     _given_course(args)
 
     stats = compute(_load_reports([args.report])[0])
-    print_stats(report.console(), stats)
+    print_stats(terminal.console(), stats)
     if args.plot:
         plot(stats, Path(args.plot))
         print(f"histogram written to {args.plot}")
@@ -323,8 +322,8 @@ def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
 
 
 def _release(args: argparse.Namespace, zygote: Zygote) -> int:
-    from .course import load_course
-    from .release import write_release
+    from .course.load import load_course
+    from .release.bundle import write_release
 
     notebook = write_release(load_course(args.course), Path(args.out))
     print(f"student release written to {args.out} (notebook: {notebook.name}); see its README.md")
@@ -332,8 +331,8 @@ def _release(args: argparse.Namespace, zygote: Zygote) -> int:
 
 
 def _otter(args: argparse.Namespace, zygote: Zygote) -> int:
-    from .course import load_course
-    from .otter_bridge import write_assignment
+    from .course.load import load_course
+    from .lms.otter_bridge import write_assignment
 
     write_assignment(load_course(args.course), Path(args.out))
     print(f"otter assignment written to {args.out}: upload autograder.zip to Gradescope, give student/ to students")
@@ -341,7 +340,7 @@ def _otter(args: argparse.Namespace, zygote: Zygote) -> int:
 
 
 def _new(args: argparse.Namespace, zygote: None) -> int:
-    from .scaffold import new_exercise, next_steps
+    from .course.scaffold import new_exercise, next_steps
 
     points = int(args.points) if float(args.points).is_integer() else args.points
     scaffold = new_exercise(args.id, course_file=args.course, title=args.title, points=points, function=args.function)

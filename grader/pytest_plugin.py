@@ -6,7 +6,7 @@ Suites (``grader/suites/test_<id>.py``) are plain pytest files. They get:
   ``student(...)`` returns the decoded result, ``student.call_keeping_inputs(...)`` also
   the inputs as the function left them, ``student.gradients(...)`` input gradients.
 - ``reference``: the reference solution's function, in the grader (in a student release,
-  which has no solutions/, its answers recorded in ``answers.pt``: ``grader/answer_book.py``).
+  which has no solutions/, its answers recorded in ``answers.pt``: ``grader/release/answer_book.py``).
 - ``expect``: comparisons bound to the exercise's tolerances (``grader.testing.Expect``).
 - every test is seeded with ``seed_for(course seed, "test_<id>.py::<test name>")``.
 
@@ -19,7 +19,7 @@ Markers: ``@pytest.mark.points(n)`` weighs a test within its exercise (default 1
 ``@pytest.mark.picture`` (or ``picture(part=i)``) asks for a heatmap when the test fails: its
 last call's result (item ``i`` of a tuple) against the reference's for the same inputs.
 
-Run by ``grader.grading`` for whole batches, or directly (``pytest grader/suites``) to
+Run by ``grader.run.session`` for whole batches, or directly (``pytest grader/suites``) to
 grade ``./exercises`` with every test.
 """
 from __future__ import annotations
@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 import torch
 
-from . import faults
-from .course import Course, Exercise, load_course
+from .run import faults
+from .course.load import Course, Exercise, load_course
 from .misconceptions import Call, hint_for, misconceptions_for
-from .student import StudentCode
+from .run.student import StudentCode
 from .testing import Expect, seed_for
 
 if TYPE_CHECKING:
-    from .answer_book import AnswerBook, Recorder
+    from .release.answer_book import AnswerBook, Recorder
 
 
 @dataclass
@@ -66,7 +66,7 @@ CALLS = pytest.StashKey[list[Call]]()  # the current test's successful calls of 
 class GradingState:
     """What the fixtures need: the course and the submission being graded right now.
 
-    ``recorder``: set while a release records its answer book (grader/answer_book.py)."""
+    ``recorder``: set while a release records its answer book (grader/release/answer_book.py)."""
 
     def __init__(self, course: Course, recorder: "Recorder | None" = None):
         self.course = course
@@ -79,7 +79,7 @@ class GradingState:
     def book(self) -> "AnswerBook":
         """A student release's recorded answers (``answers.pt``), loaded on first use."""
         if self._book is None:
-            from .answer_book import AnswerBook
+            from .release.answer_book import AnswerBook
 
             self._book = AnswerBook.load(self.course.answers_path)
         return self._book
@@ -341,7 +341,7 @@ def seed(request: pytest.FixtureRequest) -> int:
     return seed_test(_state(request), request.node)
 
 
-# What the fixtures give, also for grader.direct, which runs test bodies without pytest's protocol.
+# What the fixtures give, also for grader.run.direct, which runs test bodies without pytest's protocol.
 
 
 def student_function(state: GradingState, exercise: Exercise, item: pytest.Item) -> "StudentFunction":
@@ -446,7 +446,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if STATE in config.stash:
         return
     from .sandbox.client import Zygote
-    from .submission import load_submission
+    from .intake.submission import load_submission
 
     course = load_course()
     state = GradingState(course)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .course import Tolerance
+from .course.load import Tolerance
 from .sandbox.codec import Opaque
 from .sandbox.vjp import vjp
 
@@ -151,7 +151,7 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
 
 def gradients(fn: Callable, args: Sequence[Any], grad_outputs: Sequence[torch.Tensor | None], **kwargs) -> list:
     """Vector-Jacobian products of a local function: the grads of ``args`` that require grad.
-    A reference that records or replays its answers (``grader/answer_book.py``) does its own."""
+    A reference that records or replays its answers (``grader/release/answer_book.py``) does its own."""
     if hasattr(fn, "gradients"):
         return fn.gradients(args, grad_outputs, **kwargs)
     inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]

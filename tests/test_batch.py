@@ -137,7 +137,7 @@ def test_gradescope_results_json(klass, tmp_path, clean):
     """Does --format gradescope write one results.json per student in Gradescope's shape: two
     entries per exercise (public tests visible, hidden tests after publication) that add up
     exactly to the report's total?"""
-    from grader.course import load_course
+    from grader.course.load import load_course
 
     course = load_course(ROOT / "course.yaml")
     grade(str(klass / "a_bob.zip"), str(klass / "a_alice"), "--format", "gradescope", "--out", str(tmp_path / "gs"))

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import torch
 
 from conftest import ROOT, make_submission
-from grader.course import load_course
+from grader.course.load import load_course
 from grader.sandbox.client import Zygote
-from grader.student import MAX_BLAME_QUESTIONS, StudentCode
-from grader.submission import load_submission
+from grader.run.student import MAX_BLAME_QUESTIONS, StudentCode
+from grader.intake.submission import load_submission
 from solutions.softmax import softmax as reference_softmax
 
 HUGE_QUESTIONS = (ROOT / "tests" / "hostile" / "blame_huge_inputs.py").read_text()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_submission
-from grader.course import load_course
-from grader.grading import Job, grade
+from grader.course.load import load_course
+from grader.run.session import Job, grade
 from test_grading import ATTENTION_INLINE, MISBEHAVING, WRONG
 from test_hostile import CASES, EXTRA, write_corpus
 

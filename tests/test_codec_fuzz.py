@@ -25,12 +25,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grader import faults
-from grader.course import load_course
+from grader.run import faults
+from grader.course.load import load_course
 from grader.sandbox import codec
 from grader.sandbox.client import WorkerDied, WorkerProcess
-from grader.student import StudentCode, _describe
-from grader.submission import load_submission
+from grader.run.student import StudentCode, _describe
+from grader.intake.submission import load_submission
 from grader.testing import Expect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -370,7 +370,7 @@ def test_a_codec_bug_costs_the_worker_not_the_grader(monkeypatch):
 @given(MUTATED | ARBITRARY)
 @FUZZ
 def test_a_mutated_path_answer_is_a_reply_or_a_fault(raw):
-    """Does a path of calls (grader.replay) answered with fuzzed bytes give replies, each an
+    """Does a path of calls (grader.run.replay) answered with fuzzed bytes give replies, each an
     answer or a fault, never an exception?"""
     tensors: list[torch.Tensor] = []
     request = {"op": "call", "exercise": SOFTMAX.id, "args": codec.encode_value([X], tensors),

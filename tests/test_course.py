@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import CONTRACT_IDS, MAX_SCORE, ROOT, exercise_scores, grade_json, run_grader
-from grader.course import CourseError, load_course
+from grader.course.load import CourseError, load_course
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import ROOT, grade_json, otter_run, run_grader
 
-from grader.course import load_course
+from grader.course.load import load_course
 
 ID = "dot_scores"  # the lab's one exercise: attention_scores under another name
 LAB_HINT = "Lab hint: you doubled the scores"
@@ -173,7 +173,7 @@ def test_otter_through_course(lab, max_score, tmp_path):
             f"files/course/grader/suites/test_{ID}.py"} <= names
     assert carried["title"] == yaml.safe_load(lab.read_text())["title"] and "paths" not in carried
     (plugin,) = config["plugins"]
-    assert plugin["grader.otter_plugin.GraderPlugin"]["course"] == "files/course/course.yaml"
+    assert plugin["grader.lms.otter_plugin.GraderPlugin"]["course"] == "files/course/course.yaml"
     assert math.isclose(config["points_possible"], max_score)
 
     import nbformat

@@ -1,4 +1,4 @@
-"""Running test bodies without pytest's protocol (grader/direct.py): the same outcomes.
+"""Running test bodies without pytest's protocol (grader/run/direct.py): the same outcomes.
 
 A class of right and wrong submissions is graded twice in one Python process each: once as
 the grader does, once with every test forced through pytest's ``runtestprotocol``. Every
@@ -20,12 +20,12 @@ from test_grading import ATTENTION_INLINE
 GRADE_ALL = """
 import json, sys
 from pathlib import Path
-import grader.direct
-from grader.course import load_course
-from grader.grading import grade
+import grader.run.direct
+from grader.course.load import load_course
+from grader.run.session import grade
 
 if sys.argv[1] == "pytest":
-    grader.direct.runs_directly = lambda item: False
+    grader.run.direct.runs_directly = lambda item: False
 course = load_course(Path(sys.argv[2]))
 paths = [Path(p) for p in sys.argv[3:]]
 print(json.dumps([r.to_dict() for r in grade(course, [(p.name, p) for p in paths])]))

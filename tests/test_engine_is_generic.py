@@ -90,12 +90,12 @@ def test_engine_names_no_exercise():
 GRADE = """
 import json, sys
 from pathlib import Path
-import grader.direct
-from grader.course import load_course
-from grader.grading import grade
+import grader.run.direct
+from grader.course.load import load_course
+from grader.run.session import grade
 
 if sys.argv[1] == "pytest":
-    grader.direct.runs_directly = lambda item: False
+    grader.run.direct.runs_directly = lambda item: False
 course = load_course(Path(sys.argv[2]))
 paths = [Path(p) for p in sys.argv[3:]]
 print(json.dumps([r.to_record() for r in grade(course, [(p.name, p) for p in paths])]))

@@ -171,8 +171,8 @@ class Page(HTMLParser):
 def sample_class(tmp_path_factory) -> dict:
     """The sample class graded once with student reports, plus staff reports written from its
     results file (the same results, so nothing is graded twice)."""
-    from grader.feedback_report import write_report
-    from grader.results import SubmissionResult
+    from grader.feedback.student_report import write_report
+    from grader.outputs.results import SubmissionResult
 
     out = tmp_path_factory.mktemp("sample")
     proc = run_grader("grade", str(EXAMPLES), "--format", "json", "--out", str(out / "grades.json"),
@@ -232,7 +232,7 @@ def test_every_report_opens_with_the_score_summary(sample_class):
 
 def visible_hints(exercise: dict, audience: str) -> dict[str, set]:
     """The exercise's hint sentences (without the quoted line) -> the quoted lines' code."""
-    from grader.stats import split_hint
+    from grader.feedback.stats import split_hint
 
     hints: dict[str, set] = {}
     for test in exercise["tests"]:
@@ -306,7 +306,7 @@ def test_each_picture_is_stored_once(sample_class):
 
 def test_picture_shows_the_hinted_mistake(sample_class):
     """Is the exercise's picture taken from a failing test that got its most common hint?"""
-    from grader.stats import split_hint
+    from grader.feedback.stats import split_hint
 
     seen = 0
     for name, result in sample_class["results"].items():
@@ -331,7 +331,7 @@ def test_class_index_links_every_report_and_shows_the_distribution(sample_class)
     tests failed most often and the most common mistakes?"""
     import html
 
-    from grader.stats import compute
+    from grader.feedback.stats import compute
 
     folder = sample_class["student"]
     submissions = sample_class["document"]["submissions"]
@@ -368,7 +368,7 @@ def test_class_index_links_every_report_and_shows_the_distribution(sample_class)
 
 def test_report_api_returns_the_html_path(tmp_path, sample_class):
     """Does write_report keep its signature and return value (what `check` calls)?"""
-    from grader.feedback_report import write_report
+    from grader.feedback.student_report import write_report
 
     result = sample_class["results"]["carol.ipynb"]
     page = write_report(result, tmp_path, audience="student")

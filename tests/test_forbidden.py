@@ -1,4 +1,4 @@
-"""The static scan (grader/forbidden.py): course.yaml's allowlist, checked in the grader on
+"""The static scan (grader/intake/allowlist.py): course.yaml's allowlist, checked in the grader on
 every file and notebook cell of a submission before any of it runs."""
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from conftest import ROOT, SOLUTIONS, by_name, exercise_scores, grade_json, make
 from test_course import course_copy, edit  # noqa: F401 - fixture
 from test_grading import ATTENTION_INLINE, WRONG
 from test_misconceptions import CORPUS
-from grader.course import CourseError, Policy, load_course
-from grader.forbidden import LEFT_OUT, MODULE_ATTRIBUTES, exercise_violations, scan_notebook
-from grader.release import course_notebook
-from grader.submission import load_submission
+from grader.course.load import CourseError, Policy, load_course
+from grader.intake.allowlist import LEFT_OUT, MODULE_ATTRIBUTES, exercise_violations, scan_notebook
+from grader.release.bundle import course_notebook
+from grader.intake.submission import load_submission
 
 COURSE = load_course()
 SOFTMAX_BANNED = COURSE.exercise("softmax").banned
@@ -433,8 +433,8 @@ def test_without_a_policy_the_defaults_apply(course_copy):  # noqa: F811 - fixtu
 ZYGOTE_VIEW = """
 import json, sys, types
 import grader.sandbox.zygote  # what every worker has loaded
-from grader.course import load_course
-from grader.forbidden import _module_problem
+from grader.course.load import load_course
+from grader.intake.allowlist import _module_problem
 policy = load_course().policy
 missing = [m for m in policy.allowed_imports if m not in sys.modules and m not in sys.builtin_module_names]
 reached, seen = {}, set()

@@ -10,9 +10,9 @@ import nbformat
 import pytest
 
 from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, scan_off_course, solution_sources
-from grader.course import load_course
-from grader.results import SubmissionResult
-from grader.student import _describe
+from grader.course.load import load_course
+from grader.outputs.results import SubmissionResult
+from grader.run.student import _describe
 
 NOTEBOOK_ATTENTION = solution_sources()["attention"].replace(
     "from .apply_weights import apply_attention_weights\nfrom .attention_scores import attention_scores\nfrom .softmax import softmax\n", "")
@@ -145,7 +145,7 @@ def test_gradescope_entries_add_up_to_the_total_whatever_passes(reference_report
     points, each score within 0.0001 of the exact one and never above its entry's maximum?"""
     import random
 
-    from grader.gradescope import UNIT, results_json
+    from grader.lms.gradescope import UNIT, results_json
 
     course = load_course(ROOT / "course.yaml")
     base = SubmissionResult.from_record({"result": reference_report})
@@ -177,8 +177,8 @@ def test_csv_columns_add_up_to_the_total_whatever_passes(reference_report):
     import io
     import random
 
-    from grader.gradebook_csv import to_csv
-    from grader.results import UNIT
+    from grader.outputs.gradebook_csv import to_csv
+    from grader.outputs.results import UNIT
 
     course = load_course(ROOT / "course.yaml")
     base = SubmissionResult.from_record({"result": reference_report})
@@ -199,8 +199,8 @@ def test_csv_columns_add_up_to_the_total_whatever_passes(reference_report):
 
 def test_gradescope_visibility_follows_the_course_setting(reference_report):
     """Are public tests visible at once, and hidden tests as feedback.hidden_tests says?"""
-    from grader.course import GRADESCOPE_VISIBILITY
-    from grader.gradescope import results_json
+    from grader.course.load import GRADESCOPE_VISIBILITY
+    from grader.lms.gradescope import results_json
 
     result = SubmissionResult.from_record({"result": reference_report})
     for visibility in GRADESCOPE_VISIBILITY:

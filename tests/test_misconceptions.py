@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import IDS, ROOT, by_name, grade_json, make_submission, solution_sources
-from grader.course import Tolerance, load_course
+from grader.course.load import Tolerance, load_course
 from grader.misconceptions import AnyOf, Call, Misconception, code_lines, find_hints, hint_for, misconceptions_for
 
 pytest_plugins = ["pytester"]
@@ -503,9 +503,9 @@ def test_record_is_reset_before_each_test():
 HOOK_CONFTEST = '''
 import json
 import pytest
-from grader.course import load_course
+from grader.course.load import load_course
 from grader.pytest_plugin import OUTCOME, STATE, GradingState
-from grader.submission import SourceFile, Submission
+from grader.intake.submission import SourceFile, Submission
 
 pytest_plugins = ["grader.pytest_plugin"]
 SOURCE = "def attention_scores(Q, K):\\n    return Q @ K.transpose(-2, -1)\\n"
@@ -537,7 +537,7 @@ def pytest_runtest_teardown(item):
 
 HOOK_SUITE = '''
 import torch
-from grader.faults import TimeoutFault
+from grader.run.faults import TimeoutFault
 
 
 def test_wrong_result(student, reference, expect):

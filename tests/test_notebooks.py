@@ -2,7 +2,7 @@
 
 Notebooks are built with nbformat and graded in one batch by the real CLI; the kernel's
 own view comes from running a notebook through a Jupyter kernel with nbclient, and the
-self-check's from ``grader.notebook_check.grade_cells`` (the kernel's history).
+self-check's from ``grader.selfcheck.notebook.grade_cells`` (the kernel's history).
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import nbformat
 import pytest
 
 from conftest import ROOT, by_name, exercise_scores, grade_json, max_scores, solution_sources
-from grader.course import load_course
-from grader.forbidden import scan_notebook
-from grader.submission import OTHER_CELL_MAGICS, PYTHON_CELL_MAGICS, cell_magic_note, cell_names, load_submission, read_cell
+from grader.course.load import load_course
+from grader.intake.allowlist import scan_notebook
+from grader.intake.submission import OTHER_CELL_MAGICS, PYTHON_CELL_MAGICS, cell_magic_note, cell_names, load_submission, read_cell
 
 COURSE = load_course(ROOT / "course.yaml")
 FUNCTIONS = {e.id: e.function for e in COURSE.exercises}
@@ -108,7 +108,7 @@ def test_python_cell_magics_are_graded_as_their_body(graded):
 def test_hints_quote_the_line_where_the_student_sees_it(graded):
     """Does a hint quote the student's line by the cell's number and the line's number in that
     cell as Jupyter shows them (the %%time line counted), split apart for class statistics?"""
-    from grader.stats import split_hint
+    from grader.feedback.stats import split_hint
 
     line = next(n for n, text in enumerate(WRONG_SOFTMAX.split("\n"), 1) if "torch.exp(x)" in text)
     place = list(FUNCTIONS).index("softmax")
@@ -171,7 +171,7 @@ def test_no_message_about_a_notebook_names_a_py_file(graded):
 def test_cells_are_named_alike_by_check_and_grade(graded):
     """Does the notebook self-check (the kernel's history, entry n being In [n]) name every cell
     as grading the handed-in notebook does (saved execution counts, Markdown cells between)?"""
-    from grader.notebook_check import grade_cells
+    from grader.selfcheck.notebook import grade_cells
 
     checked = grade_cells(HISTORY, ["softmax"], ROOT / "course.yaml")
     handed_in = graded["history.ipynb"]
@@ -283,7 +283,7 @@ def test_every_kind_of_worker_error_names_cells_in_a_notebook(tmp_path):
     """Whatever the worker reports (each kind ``_describe`` knows, and any other), do the words
     for a notebook name the cell Jupyter numbers, never a .py file, and the words for a folder
     still name the file?"""
-    from grader.student import _describe
+    from grader.run.student import _describe
 
     write(tmp_path / "n.ipynb", [markdown("# hi"), code("import torch", 3), code("def sofmax(x):\n    return x", 7)])
     notebook = load_submission("n.ipynb", tmp_path / "n.ipynb")

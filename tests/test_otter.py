@@ -22,9 +22,9 @@ pytest.importorskip("otter", reason="the lms extra is not installed: pip install
 from otter.nbmeta_config import NBMetadataConfig  # noqa: E402
 from otter.test_files import GradingResults, create_test_file  # noqa: E402
 
-from grader.course import load_course  # noqa: E402
-from grader.gradescope import UNIT, results_json  # noqa: E402
-from grader.results import SubmissionResult  # noqa: E402
+from grader.course.load import load_course  # noqa: E402
+from grader.lms.gradescope import UNIT, results_json  # noqa: E402
+from grader.outputs.results import SubmissionResult  # noqa: E402
 
 NOTEBOOK = "attention_step_by_step.ipynb"
 COURSE = load_course(ROOT / "course.yaml")
@@ -136,11 +136,11 @@ def test_the_zip_holds_what_gradescope_runs(assignment):
         config = json.loads(archive.read("otter_config.json"))
     assert {"run_autograder", "setup.sh", "run_otter.py", "environment.yml", "otter_config.json"} <= names
     assert {f"tests/{i}.py" for i in IDS} <= names
-    assert {"files/course/course.yaml", "files/course/pyproject.toml", "files/course/grader/otter_plugin.py",
+    assert {"files/course/course.yaml", "files/course/pyproject.toml", "files/course/grader/lms/otter_plugin.py",
             "files/course/solutions/softmax.py", "files/course/grader/suites/test_softmax.py"} <= names
     assert "download.pytorch.org/whl/cpu" in environment and "torch==2.13.0+cpu" in environment
     assert "-e /autograder/source/files/course" in environment and "otter-grader[grading,plugins]==7.0.0" in environment
-    assert config["plugins"] == [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": COURSE.hidden_tests,
+    assert config["plugins"] == [{"grader.lms.otter_plugin.GraderPlugin": {"hidden_tests": COURSE.hidden_tests,
                                                                        "course": "files/course/course.yaml"}}]
     assert config["points_possible"] == COURSE.max_score
 
@@ -159,7 +159,7 @@ def test_otter_tests_carry_our_points_and_hidden_flags(assignment, reference_rep
 
 def test_without_the_plugin_nothing_is_earned(assignment, tmp_path):
     """If our grading failed, would the placeholders give 0 and a note (never full marks)?"""
-    from grader.otter_plugin import GraderPlugin
+    from grader.lms.otter_plugin import GraderPlugin
 
     with zipfile.ZipFile(assignment / "autograder.zip") as archive:
         archive.extractall(tmp_path)
@@ -254,7 +254,7 @@ def test_otter_shows_our_messages_and_hints(graded):
 
 
 def _cells_noted(text: str) -> set[str]:
-    return set(re.findall(r"(?:code )?cell \[?\d+\]?", text))  # named as grader.submission.cell_names names them
+    return set(re.findall(r"(?:code )?cell \[?\d+\]?", text))  # named as grader.intake.submission.cell_names names them
 
 
 def test_results_json_has_gradescope_shape(graded):

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from conftest import IDS, ROOT, SOLUTIONS, by_name, grade_json, run_grader, solution_sources
-from grader.answer_book import AnswerBook
-from grader.course import ANSWERS_FILE, CourseError, load_course
-from grader.release import ReleaseError, public_suite
+from grader.release.answer_book import AnswerBook
+from grader.course.load import ANSWERS_FILE, CourseError, load_course
+from grader.release.bundle import ReleaseError, public_suite
 
 SUITES = ROOT / "grader" / "suites"
 EXAMPLES = ROOT / "examples" / "submissions"
@@ -376,7 +376,7 @@ def test_the_released_notebook_runs_in_a_kernel_and_checks_its_functions(bundle,
 
 def test_self_check_lines_are_left_out_of_a_graded_notebook():
     """Are the check lines blanked (line numbers kept), and the student's code around them kept?"""
-    from grader.submission import strip_self_checks
+    from grader.intake.submission import strip_self_checks
 
     cell = ('from grader import check\nimport otter\ngrader = otter.Notebook("a.ipynb")\ndef f(x):\n'
             '    return check(x)\ncheck("softmax")\ngrader.check("softmax")\nx = 1; check("softmax")\n'
@@ -389,8 +389,8 @@ def test_self_check_lines_are_left_out_of_a_graded_notebook():
 def test_the_check_table_shows_messages_and_hints_escaped():
     """Does the table show each failure's message and hints, as text (a student's exception
     message is not HTML), and one line for an exercise not started?"""
-    from grader.notebook_check import CheckResult
-    from grader.results import CaseResult, ExerciseResult, SubmissionResult
+    from grader.selfcheck.notebook import CheckResult
+    from grader.outputs.results import CaseResult, ExerciseResult, SubmissionResult
 
     softmax = ExerciseResult("softmax", "Softmax", 3, [
         CaseResult("test_worked_example", 2, "passed", False),

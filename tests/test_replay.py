@@ -1,4 +1,4 @@
-"""Replaying remembered test runs (grader/replay.py): faster, and never a different grade.
+"""Replaying remembered test runs (grader/run/replay.py): faster, and never a different grade.
 
 A batch remembers each passing test's calls and the student's answers; a later submission
 whose answers are bit for bit the same gets "passed" without pytest running the test, and
@@ -89,8 +89,8 @@ def test_the_class_gets_the_grades_its_code_deserves(batch):
 COUNT_RUNS = """
 import json, sys
 from pathlib import Path
-import grader.grading as grading
-from grader.course import load_course
+import grader.run.session as grading
+from grader.course.load import load_course
 
 ran = []
 original = grading._BatchPlugin._run

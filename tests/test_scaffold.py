@@ -11,8 +11,8 @@ import pytest
 
 from conftest import ROOT, run_grader, solution_sources
 from grader import cli
-from grader.course import load_course
-from grader.scaffold import misconceptions_folder
+from grader.course.load import load_course
+from grader.course.scaffold import misconceptions_folder
 
 LAYER_NORM = '''"""Layer normalisation over the last dim."""
 import torch

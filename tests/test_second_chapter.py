@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT, grade_json, otter_run, run_grader
 
-from grader.course import load_course
+from grader.course.load import load_course
 
 FOLDER = ROOT / "courses" / "multi_head_attention"
 COURSE_FILE = FOLDER / "course.yaml"

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import IDS, solution_sources
 from grader.errors import UsageError
-from grader.submission import decode_source, discover, load_submission, strip_magics
+from grader.intake.submission import decode_source, discover, load_submission, strip_magics
 
 
 def zip_of(path: Path, members: dict[str, bytes | str]) -> Path:

@@ -7,10 +7,10 @@ import pytest
 from rich.console import Console
 
 from conftest import IDS, grade_json, make_submission
-from grader import report
-from grader.course import load_course
-from grader.results import SubmissionResult
-from grader.stats import compute, print_stats
+from grader.outputs import terminal as report
+from grader.course.load import load_course
+from grader.outputs.results import SubmissionResult
+from grader.feedback.stats import compute, print_stats
 
 WRONG_SOFTMAX = "import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=0, keepdim=True)\n"
 
@@ -78,7 +78,7 @@ def test_gradebook_and_stats_keep_names_with_brackets(graded):
 def test_split_hint_finds_the_quoted_line(where):
     """Is the student's quoted line told apart from the hint's sentence, in a file and in a
     notebook's cell however the cell is named (reports and stats group hints by the sentence)?"""
-    from grader.stats import split_hint
+    from grader.feedback.stats import split_hint
 
     sentence = "Your mask is inverted: block the keys where the mask is False (use ~mask)."
     code = 'scores = scores.masked_fill(mask, float("-inf"))'

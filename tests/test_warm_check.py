@@ -1,4 +1,4 @@
-"""The warm self-check (grader/warm_check.py): a check answered by the course's background
+"""The warm self-check (grader/selfcheck/warm_server.py): a check answered by the course's background
 server says exactly what a cold check says, and a server that is missing, dead or stale
 never changes or breaks a check."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, make_submission, wait_for_file
-from grader import warm_check
-from grader.notebook_check import grade_cells
+from grader.selfcheck import warm_server as warm_check
+from grader.selfcheck.notebook import grade_cells
 from test_grading import WRONG
 
 SERVER_SECONDS = "300"  # idle time of the servers these tests start (each is stopped at the end)
@@ -42,7 +42,7 @@ def wait_for_server(course: Path) -> Path:
 
 
 def server_pid(course: Path) -> int:
-    out = subprocess.run(["pgrep", "-f", f"grader.warm_check {course.resolve()}"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", f"grader.selfcheck.warm_server {course.resolve()}"], capture_output=True, text=True)
     return int(out.stdout.split()[0])
 
 

@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
-from ..submission import plain_cell_names
+from ..intake.submission import plain_cell_names
 
 if TYPE_CHECKING:
-    from ..course import Course
+    from ..course.load import Course
 
 QUOTE_LIMIT = 120  # characters of the student's line quoted in a hint
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .course import Course
+from ..course.load import Course
 from .results import SubmissionResult, document, same_failure
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "magenta", "crashed": "magenta", "memory": "magenta",

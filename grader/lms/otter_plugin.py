@@ -1,6 +1,6 @@
 """The otter-grader plugin that makes our grader the one that counts.
 
-``autograder.zip`` (``grader/otter_bridge.py``) names this plugin in its
+``autograder.zip`` (``grader/lms/otter_bridge.py``) names this plugin in its
 ``otter_config.json``. otter runs it in its grading process, which imports it from the
 installed grader (otter cannot import a plugin that is only in the zip's ``files/``):
 
@@ -12,7 +12,7 @@ installed grader (otter cannot import a plugin that is only in the zip's ``files
 - ``after_grading``: replace otter's results with ours, one otter test file per exercise
   and one test case per test (points and hidden flags from our suites and course.yaml),
   and set each exercise's score to ours. Then make the results a ``GraderResults``, whose
-  Gradescope JSON is ``grader/gradescope.py``'s, the one ``python -m grader grade --format
+  Gradescope JSON is ``grader/lms/gradescope.py``'s, the one ``python -m grader grade --format
   gradescope`` writes: otter's own gives every test file one visibility (all ``hidden`` or
   all ``after_published``) and shows the public tests only as one text block without a
   score, so students would see nothing but the total.
@@ -35,22 +35,23 @@ from otter.plugins import AbstractOtterPlugin
 from otter.test_files import GradingResults, TestCase, TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
-from .course import Course
+from ..locations import PACKAGE
+from ..course.load import Course
 from .gradescope import results_json
-from .results import CaseResult, SubmissionResult
+from ..outputs.results import CaseResult, SubmissionResult
 
 GRADE_SECONDS = 900  # the whole submission; each call of the student's code has its own limit
 
 
 def course_file(submission_path: str | None = None, recorded: str | None = None) -> Path:
     """The course the autograder.zip carries: ``recorded`` (the plugin config's ``course``, a
-    path inside the zip, written by grader/otter_bridge.py) in the autograder's ``source/``
+    path inside the zip, written by grader/lms/otter_bridge.py) in the autograder's ``source/``
     folder, which otter and Gradescope unpack beside ``submission/`` (never a file from the
     submission's own folder). Without it (a zip written before), the course.yaml beside the
     installed grader package."""
     if recorded is not None and submission_path is not None:
         return Path(submission_path).resolve().parent.parent / "source" / recorded
-    return Path(__file__).resolve().parent.parent / "course.yaml"
+    return PACKAGE.parent / "course.yaml"
 
 
 def grade_submission(path: str, course: Path | None = None) -> SubmissionResult:

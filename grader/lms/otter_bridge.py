@@ -4,7 +4,7 @@ Writes::
 
     DIR/autograder.zip     built by the real ``otter generate``; upload it to Gradescope
     DIR/requirements.txt   what the zip's environment installs on Gradescope (given to otter generate)
-    DIR/student/           for students: the release bundle (grader/release.py) whose notebook has
+    DIR/student/           for students: the release bundle (grader/release/bundle.py) whose notebook has
                            otter's ``grader.check("softmax")`` cells, and tests/ for those checks
 
 Inside ``autograder.zip``:
@@ -13,7 +13,7 @@ Inside ``autograder.zip``:
   its ``paths:``; solutions/; misconceptions/ when the course has its own; the grader with every
   suite), which
   setup.sh pip-installs in editable mode, so that otter's grading process can import the
-  plugin ``grader.otter_plugin.GraderPlugin`` and the suites and solutions stay in the one
+  plugin ``grader.lms.otter_plugin.GraderPlugin`` and the suites and solutions stay in the one
   folder the sandbox hides from student code;
 - ``tests/<id>.py``: one otter test file per exercise, one test case per test of our suite,
   with our points and hidden flags. Their bodies are placeholders that fail: the plugin
@@ -22,14 +22,14 @@ Inside ``autograder.zip``:
 - ``otter_config.json``: the plugin, with course.yaml's ``feedback.hidden_tests`` (when
   Gradescope shows the hidden tests' entries) and ``course``, the zip's course file
   (``files/course/course.yaml``), which the plugin grades with; the plugin writes results.json
-  (``grader/gradescope.py``). ``points_possible``, ``show_hidden: false`` and ``show_stdout:
+  (``grader/lms/gradescope.py``). ``points_possible``, ``show_hidden: false`` and ``show_stdout:
   false`` apply only if the plugin never ran: otter's own results.json then has the total of the
   failing placeholders, 0, hides their per-exercise entries and the autograder's stdout;
 - ``environment.yml``: otter's environment plus requirements.txt: a CPU build of torch (an
   unpinned torch would pull several GB of CUDA libraries) and the course.
 
 The student's ``tests/<id>.py`` hold the public test cases only; each asks the student's
-copy of the grader (``grader.notebook_check.public_test``), so otter's ``grader.check`` in
+copy of the grader (``grader.selfcheck.notebook.public_test``), so otter's ``grader.check`` in
 Jupyter shows the same verdicts as ``python -m grader check``.
 """
 from __future__ import annotations
@@ -42,10 +42,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .course import COURSE_FILE, MISCONCEPTIONS_FOLDER, Course
-from .errors import UsageError
-from .release import IGNORED, PACKAGE, new_folder, project_file, write_course_file, write_release
-from .results import SubmissionResult
+from ..course.load import COURSE_FILE, MISCONCEPTIONS_FOLDER, Course
+from ..errors import UsageError
+from ..release.bundle import IGNORED, PACKAGE, new_folder, project_file, write_course_file, write_release
+from ..outputs.results import SubmissionResult
 
 OTTER_VERSION = "7.0.0"
 GRADESCOPE_COURSE = "/autograder/source/files/course"  # where Gradescope unpacks files/course
@@ -86,7 +86,7 @@ def write_assignment(course: Course, out: Path) -> None:
         shutil.copy2(project_file(), copy / "pyproject.toml")
         write_tests(stage / "tests", structure, public_only=False)
         config = {"lang": "python", "points_possible": course.max_score, "show_stdout": False, "show_hidden": False,
-                  "plugins": [{"grader.otter_plugin.GraderPlugin": {"hidden_tests": course.hidden_tests,
+                  "plugins": [{"grader.lms.otter_plugin.GraderPlugin": {"hidden_tests": course.hidden_tests,
                                                                     "course": ZIP_COURSE_FILE}}]}
         (stage / "otter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         shutil.copy2(out / "requirements.txt", stage / "requirements.txt")
@@ -103,7 +103,7 @@ def write_assignment(course: Course, out: Path) -> None:
 def suite_structure(course: Course) -> SubmissionResult:
     """Every test of every suite with its points and hidden flag, as our grader allots them:
     the stubs graded (each test is then ``not_implemented``), so this cannot disagree with grading."""
-    from .grading import grade
+    from ..run.session import grade
 
     (result,) = grade(course, [("stubs", course.paths.exercises)])
     return result
@@ -126,7 +126,7 @@ def write_tests(folder: Path, structure: SubmissionResult, *, public_only: bool)
             header = (f'"""Public tests of {exercise.id}, for otter\'s grader.check("{exercise.id}"): each case asks '
                       "this folder's grader\n(the same tests as python -m grader check) about the functions your "
                       'notebook defines."""\n'
-                      "from otter.test_files import test_case\n\nfrom grader.notebook_check import public_test\n")
+                      "from otter.test_files import test_case\n\nfrom grader.selfcheck.notebook import public_test\n")
         else:
             header = (f'"""Placeholders for {exercise.id}: the attention grader\'s otter plugin replaces every '
                       'result with its own."""\n'

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 CHOICES = ("cpu", "cuda", "auto")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 
-from .errors import UsageError
+from ..errors import UsageError
 
 MAX_FILE_BYTES = 1 << 20           # one source file or notebook
 MAX_SUBMISSION_BYTES = 32 << 20    # everything read from one submission

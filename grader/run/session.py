@@ -16,24 +16,25 @@ from typing import Callable, Iterable, NamedTuple
 
 import pytest
 
-from .course import Course
-from .errors import UsageError
+from ..locations import PACKAGE
+from ..course.load import Course
+from ..errors import UsageError
 from . import direct
 from .replay import Memo
-from .pytest_plugin import OUTCOME, SEED, STATE, GradingState, Outcome, exercise_id, marker_points
-from .results import CaseResult, ExerciseResult, SubmissionResult, allocate
-from .sandbox.client import Zygote
+from ..pytest_plugin import OUTCOME, SEED, STATE, GradingState, Outcome, exercise_id, marker_points
+from ..outputs.results import CaseResult, ExerciseResult, SubmissionResult, allocate
+from ..sandbox.client import Zygote
 from .student import StudentCode
-from .submission import load_submission
+from ..intake.submission import load_submission
 
 
 def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
     """What a worker must not see: the solutions, the suites, the misconception library, and the
     submissions (or the batch folders holding them), unless a folder also holds the Python
     running the grader."""
-    runtime = [Path(sys.prefix).resolve(), Path(__file__).resolve().parent]
+    runtime = [Path(sys.prefix).resolve(), PACKAGE]
     # the misconception libraries (the engine's, the course's own) compute with correct code too
-    candidates = {course.paths.solutions, course.paths.suites, Path(__file__).resolve().parent / "misconceptions"}
+    candidates = {course.paths.solutions, course.paths.suites, PACKAGE / "misconceptions"}
     if course.paths.misconceptions is not None:
         candidates.add(course.paths.misconceptions)
     for path in submissions:
@@ -66,7 +67,7 @@ class _BatchPlugin:
         self.hide = hide
         self.collection_errors: list[str] = []
         self.memo = Memo()  # passing runs' calls and answers, to skip pytest when they repeat
-        self.direct: dict[str, bool] = {}  # test id -> whether grader.direct can run it
+        self.direct: dict[str, bool] = {}  # test id -> whether grader.run.direct can run it
 
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[STATE] = self.state

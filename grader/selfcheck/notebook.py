@@ -6,14 +6,14 @@
 The notebook's code is the kernel's input history (every cell run so far, in order, as
 typed; "cell [7]" in a note is ``In [7]``, as grading the handed-in notebook names it: see
 ``history_notebook``), with the self-check lines left out as the grader leaves them out of
-a handed-in notebook (``grader.submission.strip_self_checks``).
+a handed-in notebook (``grader.intake.submission.strip_self_checks``).
 It is written as a temporary notebook and graded in a separate Python process with the
 public tests only, as ``python -m grader check`` grades a folder: the notebook's own
 Python, where torch may have been patched, compares nothing. The result shows as an HTML
 table in Jupyter (``_repr_html_``) and as text elsewhere.
 
 ``public_test`` gives otter-grader's ``grader.check`` the same verdicts, one test at a time
-(the student-side test files written by ``grader/otter_bridge.py``).
+(the student-side test files written by ``grader/lms/otter_bridge.py``).
 """
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .course import default_course_path, load_course
-from .errors import UsageError
-from .results import SubmissionResult, same_failure
+from ..locations import PACKAGE
+from ..course.load import default_course_path, load_course
+from ..errors import UsageError
+from ..outputs.results import SubmissionResult, same_failure
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # on the grading process's PYTHONPATH
+PACKAGE_ROOT = PACKAGE.parent  # on the grading process's PYTHONPATH
 CHECK_SECONDS = 600  # the whole check; each call of the student's code has its own limit
 
 STATUS_COLOUR = {"passed": "#1a7f37", "not_implemented": "#6e7781", "forbidden": "#9a6700",
@@ -72,19 +73,19 @@ def notebook_cells() -> list[str]:
 
 def grade_cells(cells: list[str], ids: list[str], course_file: Path) -> SubmissionResult:
     """Grade ``cells`` as a notebook with the public tests of ``ids`` (all when empty): by the
-    course's warm check server (``grader/warm_check.py``, started on first use), or when none
-    can answer, in a separate process (``python -m grader.notebook_check``)."""
-    from . import warm_check
+    course's warm check server (``grader/selfcheck/warm_server.py``, started on first use), or when none
+    can answer, in a separate process (``python -m grader.selfcheck.notebook``)."""
+    from . import warm_server
 
     request = {"name": "notebook", "notebook": history_notebook(cells), "ids": list(ids), "cwd": os.getcwd()}
-    reply = warm_check.ask_or_start(course_file, None, request)
+    reply = warm_server.ask_or_start(course_file, None, request)
     if reply is not None:
         return SubmissionResult.from_record(reply["record"])
     with tempfile.TemporaryDirectory(prefix="grader-check-") as folder:
         notebook, report = Path(folder) / "notebook.ipynb", Path(folder) / "result.json"
         notebook.write_text(json.dumps(request["notebook"]), encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
-        proc = subprocess.run([sys.executable, "-m", "grader.notebook_check", str(course_file.resolve()), str(notebook),
+        proc = subprocess.run([sys.executable, "-m", "grader.selfcheck.notebook", str(course_file.resolve()), str(notebook),
                                str(report), *ids], cwd=folder, env=env, capture_output=True, text=True,
                               timeout=CHECK_SECONDS)
         if proc.returncode != 0 or not report.is_file():
@@ -96,7 +97,7 @@ def history_notebook(cells: list[str]) -> dict:
     """The kernel's history as a notebook (nbformat 4, as JSON: no nbformat import in the
     kernel): entry ``n`` (from 1) is a code cell saved with execution count ``n``, so every
     message names it ``cell [n]``, the ``In [n]`` Jupyter showed
-    (``grader.submission.cell_names``: the same rule as for a handed-in notebook)."""
+    (``grader.intake.submission.cell_names``: the same rule as for a handed-in notebook)."""
     code = [{"cell_type": "code", "execution_count": n, "id": f"history-{n}", "metadata": {}, "outputs": [],
              "source": source} for n, source in enumerate(cells, 1)]
     return {"cells": code, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
@@ -181,10 +182,10 @@ class CheckResult:
 
 def _main(course_file: str, notebook: str, report: str, *ids: str) -> None:
     """The grading process of ``grade_cells``: public tests only, the record as JSON."""
-    from .sandbox.client import Zygote
+    from ..sandbox.client import Zygote
 
     with Zygote() as zygote:  # started first: it imports torch while this process does the same
-        from .grading import Job, grade
+        from ..run.session import Job, grade
 
         (result,) = grade(load_course(course_file), [Job("notebook", Path(notebook), ids)], public_only=True, zygote=zygote)
     Path(report).write_text(json.dumps(result.to_record()), encoding="utf-8")

@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gradebook_csv import student_id
-from .report import write_atomically
-from .results import CaseResult, ExerciseResult, SubmissionResult
+from ..outputs.gradebook_csv import student_id
+from ..outputs.terminal import write_atomically
+from ..outputs.results import CaseResult, ExerciseResult, SubmissionResult
 from .stats import split_hint
 
 AUDIENCES = ("staff", "student")

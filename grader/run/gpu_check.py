@@ -7,7 +7,7 @@
 and prints one summary line, with the time per submission on each device. Exits 1 if a
 check fails, 2 if there is no GPU.
 
-    python -m grader.gpu_check
+    python -m grader.run.gpu_check
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from ..locations import PACKAGE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PACKAGE.parent
 BUGS_FOLDER = ROOT / "examples" / "device_bugs"
 
 
@@ -46,7 +47,7 @@ def exercise_scores(document: dict) -> dict[str, dict[str, float]]:
 
 
 def main() -> int:
-    from .devices import cuda_available
+    from ..course.devices import cuda_available
 
     if not cuda_available():
         print("gpu-check: no CUDA GPU on this machine; nothing to check (run it on a GPU runner).")

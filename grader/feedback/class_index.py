@@ -2,7 +2,7 @@
 
 The score distribution (an HTML/CSS bar chart: no picture file, nothing to draw), each
 exercise's mean and statuses, the tests failed most often and the most common mistakes
-(all from grader/stats.py), and one row per submission linking to its report.
+(all from grader/feedback/stats.py), and one row per submission linking to its report.
 It is a page for staff: it lists every student's score. With ``audience="student"`` it leaves
 hidden tests out of the failing tests and the mistakes, as the student reports do.
 """
@@ -12,10 +12,10 @@ import html
 import statistics
 from pathlib import Path
 
-from .feedback_report import CSS, report_name
-from .gradebook_csv import status as submission_status
-from .report import write_atomically
-from .results import SubmissionResult
+from .student_report import CSS, report_name
+from ..outputs.gradebook_csv import status as submission_status
+from ..outputs.terminal import write_atomically
+from ..outputs.results import SubmissionResult
 from .stats import compute, histogram
 
 INDEX = "index.html"

@@ -20,12 +20,12 @@ from typing import Any, NamedTuple
 import torch
 
 from . import faults
-from .course import DEFAULT_ALLOWED_IMPORTS, Course, Exercise
-from .forbidden import Violation, describe, exercise_violations, notebook_definitions, scan_notebook
-from .sandbox import cgroups, codec
-from .sandbox.capture import OutputCapture
-from .sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
-from .submission import Submission
+from ..course.load import DEFAULT_ALLOWED_IMPORTS, Course, Exercise
+from ..intake.allowlist import Violation, describe, exercise_violations, notebook_definitions, scan_notebook
+from ..sandbox import cgroups, codec
+from ..sandbox.capture import OutputCapture
+from ..sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
+from ..intake.submission import Submission
 
 WORKER_START_SECONDS = 10.0
 MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
@@ -94,7 +94,7 @@ class StudentCode:
         self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
         self.loaded: set[str] = set()
         self.served: list[tuple[bytes, Reply]] = []                # see serve()
-        self.recording: list[Exchange] | None = None               # this test's calls, for grader.replay
+        self.recording: list[Exchange] | None = None               # this test's calls, for grader.run.replay
         self.bad_cells: dict[int, str] = {}                        # notebook cell -> why it is skipped
         self.cell_errors: dict[int, str] = {}
         self.deadline: float | None = None                          # of the time budget, see _time_for()
@@ -383,7 +383,7 @@ class StudentCode:
 
     def serve(self, replies: list[tuple[bytes, "Reply"]]) -> None:
         """Answer the next calls from ``replies``, ``(request fingerprint, reply)`` pairs that
-        ``grader.replay`` already fetched from the worker, instead of asking it again."""
+        ``grader.run.replay`` already fetched from the worker, instead of asking it again."""
         self.served = list(replies)
 
     def _served_reply(self, request: dict, tensors: list) -> "Reply | None":

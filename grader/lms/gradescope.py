@@ -19,8 +19,8 @@ the parts nearest to rounding the other way take the difference (largest remaind
 """
 from __future__ import annotations
 
-from .course import Course
-from .results import DIGITS, UNIT, CaseResult, SubmissionResult, apportion, same_failure
+from ..course.load import Course
+from ..outputs.results import DIGITS, UNIT, CaseResult, SubmissionResult, apportion, same_failure
 
 MARK = {"passed": "✓", "not_implemented": "·"}
 

@@ -19,11 +19,11 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from .course import Course
-from .errors import UsageError
-from .results import SubmissionResult
-from .sandbox import harden
-from .sandbox.client import Zygote
+from ..course.load import Course
+from ..errors import UsageError
+from ..outputs.results import SubmissionResult
+from ..sandbox import harden
+from ..sandbox.client import Zygote
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -80,7 +80,7 @@ class ResultsFile:
 
 def _slot_main(course: Course, link: Zygote, channel: socket.socket, slot: int, hide: list[str]) -> None:
     """A slot process: ask the parent for a job, grade it, send the result, repeat."""
-    from .grading import grade
+    from .session import grade
 
     reader = channel.makefile("r", encoding="utf-8")
 
@@ -111,7 +111,7 @@ def grade_batch(course: Course, submissions: list[tuple[str, Path]], *, jobs: in
         progress(result)
 
     if jobs == 1:
-        from .grading import grade
+        from .session import grade
 
         grade(course, todo, on_result=record, zygote=zygote, slot=0, hide=hide)
         return
@@ -181,7 +181,7 @@ def grade_batch(course: Course, submissions: list[tuple[str, Path]], *, jobs: in
 
 def _lost(course: Course, name: str) -> SubmissionResult:
     """The result of a submission whose grading slot died: every exercise 0, said in words."""
-    from .results import CaseResult, ExerciseResult
+    from ..outputs.results import CaseResult, ExerciseResult
 
     message = "the grader's slot died while grading this submission; grade it again with --resume."
     exercises = [ExerciseResult(e.id, e.title, e.points, [CaseResult("grading", e.points, "error", False, message)])

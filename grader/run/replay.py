@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from . import faults
-from .course import Exercise
-from .pytest_plugin import Outcome, exercise_id
-from .sandbox import codec
+from ..course.load import Exercise
+from ..pytest_plugin import Outcome, exercise_id
+from ..sandbox import codec
 from .student import Exchange, Reply, StudentCode
 
 MAX_LEAVES = 64  # distinct passing paths remembered per test; beyond, the test just runs

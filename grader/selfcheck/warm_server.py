@@ -42,7 +42,7 @@ IDLE_SECONDS = 600.0   # a server with no request for this long exits
 REPLY_SECONDS = 900.0  # a check's whole grading (each call and the submission have their own limits)
 START_SECONDS = 60.0   # a notebook check waits this long for a server it started
 STALE_CHECK_SECONDS = 5.0  # an idle server checks this often that its files did not change
-PACKAGE = Path(__file__).resolve().parent
+from ..locations import PACKAGE
 
 
 def idle_seconds() -> float:
@@ -78,7 +78,7 @@ def render_check(result, terminal: Terminal, report: Path | None) -> str:
     report is written when something failed."""
     from rich.console import Console
 
-    from . import report as terminal_report
+    from ..outputs import terminal as terminal_report
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=terminal.width, force_terminal=terminal.tty,
@@ -91,7 +91,7 @@ def render_check(result, terminal: Terminal, report: Path | None) -> str:
 
 def report_page(result, folder: Path) -> Path:
     """Where ``feedback_report.write_report`` writes this result's HTML page."""
-    from .feedback_report import report_name
+    from ..feedback.student_report import report_name
 
     return folder / f"{report_name(result.submission)}.html"
 
@@ -115,7 +115,7 @@ def _runtime_folder() -> Path | None:
 
 def _fingerprint(course_file: Path, device: str | None) -> str:
     """A hash of what a check's answer depends on, the student's files aside."""
-    from .course import load_course
+    from ..course.load import load_course
 
     course = load_course(course_file, check_torch_names=False)
     files = sorted(PACKAGE.rglob("*.py")) + [course_file.resolve()]
@@ -161,7 +161,7 @@ def ask(course_file: Path, device: str | None, request: dict) -> dict | None:
 def start(course_file: Path, device: str | None, *, report: tuple[dict, Path] | None = None) -> None:
     """Start a server in the background (it exits at once if one is running), after it has
     written ``report`` (a result's record and the folder for its HTML page)."""
-    command = [sys.executable, "-m", "grader.warm_check", str(course_file.resolve())]
+    command = [sys.executable, "-m", "grader.selfcheck.warm_server", str(course_file.resolve())]
     if device:
         command += ["--device", device]
     if report is not None:
@@ -213,7 +213,7 @@ def _requests(listener: socket.socket, pending: list, idle: float, still_current
     """Jobs for ``grading.grade``, one per request, until none comes for ``idle`` seconds, a
     ``stop``, or ``still_current()`` turns false (an engine, suite or course file changed:
     the answers would be stale). Each request's connection waits in ``pending`` for its reply."""
-    from .grading import Job
+    from ..run.session import Job
 
     if when_ready is not None:  # the suites are collected: this runs before the first request is read
         when_ready()
@@ -278,7 +278,7 @@ def _write_report_in_background(result, folder: Path) -> None:
     """Draw and write the report in a grandchild (init reaps it), so the next check need not
     wait for matplotlib. It only draws: no torch op runs after the fork. matplotlib is imported
     here once (after the first reply), not in every child."""
-    from .feedback_report import warm_up
+    from ..feedback.student_report import warm_up
 
     warm_up()
     child = os.fork()
@@ -295,7 +295,7 @@ def _write_report_in_background(result, folder: Path) -> None:
 
 
 def _write_report(result, folder: Path) -> None:
-    from .feedback_report import write_report
+    from ..feedback.student_report import write_report
 
     with contextlib.suppress(Exception):  # a report that cannot be written costs the report only
         write_report(result, folder, audience="student")
@@ -312,7 +312,7 @@ def serve(course_file: Path, device: str | None, idle: float, when_ready=None) -
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # another server has it
-    from .sandbox.client import Zygote
+    from ..sandbox.client import Zygote
 
     zygote = Zygote()  # first: it imports torch while this process does the same
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -322,9 +322,9 @@ def serve(course_file: Path, device: str | None, idle: float, when_ready=None) -
     bound = path.stat().st_ino
     listener.listen(8)
     try:
-        from .course import load_course
-        from .devices import resolve_course
-        from .grading import grade, hidden_paths
+        from ..course.load import load_course
+        from ..course.devices import resolve_course
+        from ..run.session import grade, hidden_paths
 
         course, _ = resolve_course(load_course(course_file), device)
         pending: list = []
@@ -358,7 +358,7 @@ def main(argv: list[str]) -> None:
             raise SystemExit(f"unknown option {rest[0]}")
     result = None
     if report is not None:
-        from .results import SubmissionResult
+        from ..outputs.results import SubmissionResult
 
         record_file, folder = report
         try:

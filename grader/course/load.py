@@ -15,9 +15,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import UsageError
+from ..locations import PACKAGE
+from ..errors import UsageError
 
-ANSWERS_FILE = "answers.pt"  # a student release's recorded references (grader/answer_book.py)
+ANSWERS_FILE = "answers.pt"  # a student release's recorded references (grader/release/answer_book.py)
 
 COURSE_FILE = "course.yaml"
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -66,7 +67,7 @@ class Exercise:
     banned_kernels: tuple[str, ...] = ()
     """aten operators (``_softmax``) that may not run during a call, whatever route reaches them."""
     device: str = "cpu"
-    """cpu, cuda or auto in course.yaml; resolved to cpu or cuda before grading (grader.devices)."""
+    """cpu, cuda or auto in course.yaml; resolved to cpu or cuda before grading (grader.course.devices)."""
     uses: tuple[str, ...] = ()
     """Earlier exercises this one builds on: when it fails, each is replaced by its reference
     in turn to find out whether the error comes from there (feedback)."""
@@ -127,7 +128,7 @@ DEFAULT_BLOCKED = (
 @dataclass(frozen=True)
 class Policy:
     """What graded code may use (course.yaml ``policy:``), checked by the static scan
-    (``grader/forbidden.py``) in every file and notebook cell of a submission."""
+    (``grader/intake/allowlist.py``) in every file and notebook cell of a submission."""
 
     allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
     """Modules that may be imported, each with its submodules; the submission's own files
@@ -214,7 +215,7 @@ class Course:
     def uses_answer_book(self) -> bool:
         """True for a student release, which has no ``solutions/`` folder: the tests then
         compare with the reference's answers recorded in its ``answers.pt``
-        (``grader/answer_book.py``)."""
+        (``grader/release/answer_book.py``)."""
         return not self.paths.solutions.is_dir()
 
     @property
@@ -228,7 +229,7 @@ class Course:
 def default_course_path() -> Path:
     """``./course.yaml`` when there is one, else the one of the repository holding grader/."""
     here = Path.cwd() / COURSE_FILE
-    return here if here.is_file() else Path(__file__).resolve().parent.parent / COURSE_FILE
+    return here if here.is_file() else PACKAGE.parent / COURSE_FILE
 
 
 def load_course(path: str | Path | None = None, *, check_torch_names: bool = True) -> Course:

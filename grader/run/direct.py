@@ -18,10 +18,10 @@ import warnings
 
 import pytest
 
-from .course import Exercise
-from .pytest_plugin import (CALLS, GradingState, Outcome, outcome_of, reference_function, seed_test,
+from ..course.load import Exercise
+from ..pytest_plugin import (CALLS, GradingState, Outcome, outcome_of, reference_function, seed_test,
                             student_function)
-from .testing import Expect
+from ..testing import Expect
 
 PLUGIN = "grader.pytest_plugin"
 FIXTURES = {"student", "reference", "expect", "exercise", "seed"}

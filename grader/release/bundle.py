@@ -13,7 +13,7 @@
                        one stub cell per exercise in course.yaml order, a check cell after each
 
     answers.pt         the answer book: the reference's and the misconceptions' answers to
-                       the public tests' inputs, recorded now (``grader/answer_book.py``)
+                       the public tests' inputs, recorded now (``grader/release/answer_book.py``)
 
 Left out: ``solutions/`` (the public tests compare with the answer book instead), every
 ``@pytest.mark.hidden`` test (removed from the suites' source, with its decorators and the
@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Callable
 import nbformat
 import yaml
 
-from .course import ANSWERS_FILE, COURSE_FILE, Course, Exercise
-from .errors import UsageError
+from ..course.load import ANSWERS_FILE, COURSE_FILE, Course, Exercise
+from ..errors import UsageError
 
 if TYPE_CHECKING:
     from .answer_book import AnswerBook
 
-PACKAGE = Path(__file__).resolve().parent  # the running grader: its code is what ships
+from ..locations import PACKAGE  # the running grader: its code is what ships
 PYPROJECT = PACKAGE.parent / "pyproject.toml"  # its project file, for `pip install -e .`
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -54,7 +54,7 @@ def write_release(course: Course, out: Path, *, flavour: str = "grader") -> Path
     """Write the student bundle into ``out`` (a new or empty folder); return the notebook's path.
 
     ``flavour`` picks the notebook's check cells: ``"grader"`` (``check("softmax")``) or
-    ``"otter"`` (otter's ``grader.check("softmax")``, see ``grader/otter_bridge.py``).
+    ``"otter"`` (otter's ``grader.check("softmax")``, see ``grader/lms/otter_bridge.py``).
     """
     new_folder(out)
     write_course_file(course, out / COURSE_FILE)
@@ -104,11 +104,11 @@ def notebook_name(course: Course) -> str:
 
 
 def record_answers(course: Course) -> "AnswerBook":
-    """The answer book of the release (``grader/answer_book.py``): the public tests run on the
+    """The answer book of the release (``grader/release/answer_book.py``): the public tests run on the
     reference solutions, each answer they or a hint ask of the reference or a misconception
     recorded. The reference must pass its own public tests: else nothing is released."""
     from .answer_book import Recorder
-    from .grading import Job, grade
+    from ..run.session import Job, grade
 
     if course.uses_answer_book:
         raise ReleaseError(f"{course.paths.solutions} does not exist (a student release?): its answers cannot be "

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import SubmissionResult
+from ..outputs.results import SubmissionResult
 
 
 # A hint may end with the student's own line, " (line 7: ...)" or " (cell [2], line 7: ...)"

@@ -62,7 +62,7 @@ def input_key(*parts: Any) -> str:
 
 def _stored(value: Any) -> Any:
     """``value`` as the book keeps it: detached CPU tensors; ``AnyOf`` as a marked tuple."""
-    from .misconceptions import AnyOf
+    from ..misconceptions import AnyOf
 
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().clone()
@@ -75,7 +75,7 @@ def _stored(value: Any) -> Any:
 
 
 def _restored(value: Any, device: torch.device | None) -> Any:
-    from .misconceptions import AnyOf
+    from ..misconceptions import AnyOf
 
     if isinstance(value, torch.Tensor):
         return value.clone() if device is None else value.to(device)
@@ -133,7 +133,7 @@ class AnswerBook:
 
     def misconceptions(self, exercise_id: str) -> tuple:
         """The exercise's misconceptions, each computing from the book."""
-        from .misconceptions import Misconception
+        from ..misconceptions import Misconception
 
         def computed(name: str) -> Callable[..., Any]:
             def compute(*args: Any, **kwargs: Any) -> Any:
@@ -176,7 +176,7 @@ class RecordingReference:
         return value
 
     def gradients(self, args: tuple, grad_outputs: list, **kwargs: Any) -> list:
-        from .testing import gradients
+        from ..testing import gradients
 
         value = gradients(self.function, args, grad_outputs, **kwargs)
         self.book.entries[input_key(self.exercise_id, "gradients", args, grad_outputs, kwargs)] = _stored(value)

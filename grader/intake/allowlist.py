@@ -4,7 +4,7 @@ Every Python file of a submission and every notebook code cell is read as an AST
 run) and checked against an allowlist, course.yaml's ``policy:``:
 
 - **imports**: only ``policy.allowed_imports`` (each with its public submodules) and the
-  submission's own files (``exercises.<name>``, ``<name>``, ``from . import <name>``);
+  submission's own files (``exercises.<name>``, ``<name>``, ``from .. import <name>``);
 - **names**: nothing under ``policy.blocked`` (torch's dispatcher, compilers and loaders,
   the reflective builtins ``getattr``, ``vars``, ``eval``, ``open``...), no private
   ``_name`` of a library, no module the imports do not allow reached through an allowed one
@@ -24,7 +24,7 @@ notebook is ``__main__`` when it runs, so that block is scanned there.
 Where a violation applies: a file's reach every exercise whose file imports it, directly or
 through other files (``exercise_violations``); a notebook cell with one is not run, and an
 exercise defined in it is forbidden (``scan_notebook``). Each violation names the file or
-cell (``cell [5]``, as ``grader.submission.cell_names`` names it), the line, and what to
+cell (``cell [5]``, as ``grader.intake.submission.cell_names`` names it), the line, and what to
 write instead.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ import types
 from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
 
-from .course import Policy
+from ..course.load import Policy
 from .submission import plain_cell_names
 
 ALLOWED_DUNDER_ATTRIBUTES = frozenset({"__init__", "__name__", "__qualname__", "__doc__"})
@@ -109,7 +109,7 @@ class Violation:
     """What the line does, in words: ``imports os, which graded code may not import``."""
     file: str
     """The file as shown to the student, or in a notebook the cell as every message names it
-    (``cell [5]``: ``grader.submission.cell_names``)."""
+    (``cell [5]``: ``grader.intake.submission.cell_names``)."""
     line: int
     code: str
     """The line itself, stripped."""

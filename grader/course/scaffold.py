@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .course import Course, CourseError, default_course_path, load_course
-from .errors import UsageError
+from .load import Course, CourseError, default_course_path, load_course
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import csv
 import io
 from pathlib import Path
 
-from .course import Course
+from ..course.load import Course
 from .results import DIGITS, UNIT, SubmissionResult, apportion
 
 

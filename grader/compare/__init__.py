@@ -1,0 +1,1 @@
+"""Comparing a student's result with the reference's: the one closeness rule."""

@@ -1,0 +1,1 @@
+"""Where a course's files are: course.yaml, its folders, its settings."""

@@ -1,0 +1,1 @@
+"""What a submission is: folders, zips and notebooks read safely, and the allowlist scan."""

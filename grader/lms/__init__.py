@@ -1,0 +1,1 @@
+"""Gradescope's results.json and otter-grader's assignment and plugin."""

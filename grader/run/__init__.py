@@ -1,0 +1,1 @@
+"""Running the suites against a submission: one pytest session, the worker's proxy, batches."""
