@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from .compare.closeness import mismatches, tolerance_for
 from .course.load import Tolerance
 from .sandbox.codec import Opaque
 from .sandbox.vjp import vjp
@@ -56,7 +57,7 @@ class Expect:
         self.tolerances = tolerances
 
     def tolerance(self, dtype: torch.dtype) -> Tolerance:
-        return self.tolerances.get(str(dtype).replace("torch.", ""), Tolerance(rtol=0.0, atol=0.0))
+        return tolerance_for(self.tolerances, dtype)
 
     def pair(self, got: Any, *, what: str = "your function", names: str = "(first, second)") -> tuple:
         """Check that a function returned a pair; ``names`` says which, as in ``"(output, weights)"``."""
@@ -81,13 +82,10 @@ class Expect:
         if got.dtype != expected.dtype:
             raise AssertionError(f"{what} should keep the input dtype {expected.dtype}, but is {got.dtype}. "
                                  "Build results from the inputs instead of new float32 tensors.".replace("torch.", ""))
-        got64, exp64 = got.detach().double().cpu(), expected.detach().double().cpu()
-        tol = self.tolerance(expected.dtype)
-        same_nonfinite = (got64.isnan() & exp64.isnan()) | (got64 == exp64)
-        ok = same_nonfinite | ((got64 - exp64).abs() <= tol.atol + tol.rtol * exp64.abs())
-        if bool(ok.all()):
+        wrong = mismatches(got, expected, self.tolerance(expected.dtype))  # the verdict, and the message's facts
+        if not bool(wrong.any()):
             return
-        bad = (~ok).nonzero()
+        got64, exp64 = got.detach().double().cpu(), expected.detach().double().cpu()
         nan = got64.isnan() & ~exp64.isnan()
         if bool(nan.any()):
             where = _index_words(nan.nonzero()[0].tolist(), dims, got.dim())
@@ -97,10 +95,10 @@ class Expect:
         if bool(inf.any()):
             where = _index_words(inf.nonzero()[0].tolist(), dims, got.dim())
             raise AssertionError(f"{what} contains inf in {int(inf.sum())} places (first at {where}): an overflow?")
-        error = torch.where(ok, torch.zeros_like(got64), (got64 - exp64).abs())
+        error = torch.where(wrong, (got64 - exp64).abs(), torch.zeros_like(got64))
         worst = _unravel(int(error.argmax()), tuple(error.shape))
         raise AssertionError(
-            f"{what}: {len(bad)} of {got.numel()} values differ from the expected ones. The largest "
+            f"{what}: {int(wrong.sum())} of {got.numel()} values differ from the expected ones. The largest "
             f"difference is at {_index_words(worst, dims, got.dim())}: expected {exp64[tuple(worst)].item():.6g}, "
             f"got {got64[tuple(worst)].item():.6g}.")
 

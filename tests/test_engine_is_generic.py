@@ -153,7 +153,7 @@ def test_the_picture_marker_is_parsed():
     """Does ``picture`` take only ``part=`` (an index), and say so otherwise?"""
     from types import SimpleNamespace as Mark
 
-    from grader.pytest_plugin import NO_PICTURE, marker_picture
+    from grader.run.items import NO_PICTURE, marker_picture
 
     assert marker_picture(None) is NO_PICTURE
     assert marker_picture(Mark(args=(), kwargs={})) is None

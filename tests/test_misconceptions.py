@@ -465,7 +465,7 @@ class FakeCode:
 
 def test_student_function_records_successful_calls_as_copies():
     """Does each successful call land in the record, with copies of inputs and result?"""
-    from grader.pytest_plugin import StudentFunction
+    from grader.run.fixture_values import StudentFunction
 
     def fn(x, scale=1.0):
         if scale == 0:
@@ -490,7 +490,8 @@ def test_record_is_reset_before_each_test():
     """Does each run of an item (once per submission in a batch) start with no calls?"""
     from types import SimpleNamespace
 
-    from grader.pytest_plugin import CALLS, pytest_runtest_setup
+    from grader.pytest_plugin import pytest_runtest_setup
+    from grader.run.state import CALLS
 
     item = SimpleNamespace(stash=pytest.Stash())
     item.stash[CALLS] = [Call((1,), {}, 2)]
@@ -504,7 +505,8 @@ HOOK_CONFTEST = '''
 import json
 import pytest
 from grader.course.load import load_course
-from grader.pytest_plugin import OUTCOME, STATE, GradingState
+from grader.run.state import STATE, GradingState
+from grader.run.verdict import OUTCOME
 from grader.intake.submission import SourceFile, Submission
 
 pytest_plugins = ["grader.pytest_plugin"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.pytest_plugin import marker_points
+from grader.run.items import marker_points
 from grader.outputs.results import allocate
 from grader.testing import seed_for
 
@@ -37,7 +37,7 @@ def test_markers_are_registered_for_strict_markers(pytester):
     pytester.makeconftest("pytest_plugins = ['grader.pytest_plugin']\n"
                           "def pytest_sessionstart(session):\n"
                           "    from grader.course.load import load_course\n"
-                          "    from grader.pytest_plugin import STATE, GradingState\n"
+                          "    from grader.run.state import STATE, GradingState\n"
                           "    session.config.stash[STATE] = GradingState(load_course())\n")
     pytester.makepyfile(test_ok="import pytest\n@pytest.mark.points(2)\n@pytest.mark.hidden\ndef test_x():\n    pass\n")
     pytester.makepyfile(test_typo="import pytest\n@pytest.mark.hiden\ndef test_y():\n    pass\n")

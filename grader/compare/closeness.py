@@ -31,7 +31,8 @@ def mismatches(got: torch.Tensor, want: torch.Tensor, tolerance: Tolerance) -> t
     Both tensors must have the same shape; ``got`` may sit on another device."""
     got64, want64 = got.detach().double().cpu(), want.detach().double().cpu()
     equal = (got64 == want64) | (got64.isnan() & want64.isnan())  # also equal infinities
-    near = (got64 - want64).abs() <= tolerance.atol + tolerance.rtol * want64.abs()
+    # as in torch.isclose: an infinity is near only itself (|1 - inf| <= rtol * inf holds)
+    near = ((got64 - want64).abs() <= tolerance.atol + tolerance.rtol * want64.abs()) & want64.isfinite()
     return ~(equal | near)
 
 

@@ -9,7 +9,8 @@ hands the calls that test made (inputs and the student's results) to ``find_hint
 replays each misconception on those inputs. A misconception matches when
 
 - on every recorded call where it can be computed, the student's result equals its
-  output within the exercise's tolerance for the dtype (a call where ``compute`` raises,
+  output within the exercise's tolerance for the dtype (``grader.compare.closeness``, the rule
+  of every comparison; a call where ``compute`` raises,
   e.g. ``Q @ K`` with shapes that do not fit, does not count, nor one where the output
   that matches is a single number repeated, like exp(-1e4) underflowing to all zeros,
   which many mistakes produce), at least one call counting;
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 
+from ..compare.closeness import is_close
 from ..intake.submission import plain_cell_names
 
 if TYPE_CHECKING:
@@ -179,7 +181,7 @@ def _matches(misconception: Misconception, calls: Sequence[Call], references: _R
         except Exception:
             continue  # the mistake cannot run on these inputs: this call does not count
         alternatives = wrong if isinstance(wrong, AnyOf) else (wrong,)
-        explained = [w for w in alternatives if same(call.result, w, tolerance)]
+        explained = [w for w in alternatives if is_close(call.result, w, tolerance)]
         if not explained:
             return False  # the student computed something else here
         explained = [w for w in explained if not _constant(w)]
@@ -187,7 +189,7 @@ def _matches(misconception: Misconception, calls: Sequence[Call], references: _R
             continue  # only a constant (all 0, say) explains it: many mistakes underflow to that
         counted = True
         if not differs:
-            differs = any(not same(w, references[index], tolerance) for w in explained)
+            differs = any(not is_close(w, references[index], tolerance) for w in explained)
     return counted and differs
 
 
@@ -198,29 +200,6 @@ def _constant(value: Any) -> bool:
     tensors = [t for t in items if isinstance(t, torch.Tensor)]
     return bool(tensors) and all(
         t.numel() > 1 and bool(torch.isfinite(t).all()) and bool((t == t.reshape(-1)[0]).all()) for t in tensors)
-
-
-def same(got: Any, want: Any, tolerance: Mapping[str, Any]) -> bool:
-    """``got`` equals ``want`` within the tolerance of ``want``'s dtype (pairs item by item).
-
-    Same shape and dtype required; NaN equals NaN and inf equals inf of the same sign.
-    """
-    if isinstance(want, torch.Tensor):
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
-            return False
-        got = got.to(want.device)  # a CUDA course: results may come back on another device
-        if not want.is_floating_point():
-            return torch.equal(got, want)
-        tol = tolerance.get(str(want.dtype).removeprefix("torch."))
-        rtol, atol = (tol.rtol, tol.atol) if tol is not None else (0.0, 0.0)
-        return torch.allclose(got.double(), want.double(), rtol=rtol, atol=atol, equal_nan=True)
-    if isinstance(want, (tuple, list)):
-        return (isinstance(got, (tuple, list)) and len(got) == len(want)
-                and all(same(g, w, tolerance) for g, w in zip(got, want)))
-    try:
-        return type(got) is type(want) and bool(got == want)
-    except Exception:
-        return False
 
 
 # ---------------------------------------------------------------- quoting the student's line
@@ -279,4 +258,4 @@ def code_lines(text: str) -> list[tuple[int, str]]:
     return found
 
 
-__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "find_hints", "hint_for", "same", "code_lines"]
+__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "find_hints", "hint_for", "code_lines"]

@@ -19,8 +19,9 @@ import warnings
 import pytest
 
 from ..course.load import Exercise
-from ..pytest_plugin import (CALLS, GradingState, Outcome, outcome_of, reference_function, seed_test,
-                            student_function)
+from .fixture_values import reference_function, seed_test, student_function
+from .state import CALLS, GradingState
+from .verdict import Outcome, outcome_of
 from ..testing import Expect
 
 PLUGIN = "grader.pytest_plugin"

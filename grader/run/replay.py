@@ -35,7 +35,8 @@ import pytest
 
 from . import faults
 from ..course.load import Exercise
-from ..pytest_plugin import Outcome, exercise_id
+from .items import exercise_id
+from .verdict import Outcome
 from ..sandbox import codec
 from .student import Exchange, Reply, StudentCode
 

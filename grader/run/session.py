@@ -21,7 +21,9 @@ from ..course.load import Course
 from ..errors import UsageError
 from . import direct
 from .replay import Memo
-from ..pytest_plugin import OUTCOME, SEED, STATE, GradingState, Outcome, exercise_id, marker_points
+from .items import exercise_id, marker_points
+from .state import SEED, STATE, GradingState
+from .verdict import OUTCOME, Outcome
 from ..outputs.results import CaseResult, ExerciseResult, SubmissionResult, allocate
 from ..sandbox.client import Zygote
 from .student import StudentCode

@@ -1,0 +1,101 @@
+"""The one place that turns how a test ended into a verdict: status, message, hints, pictures.
+
+pytest's run (the plugin's ``pytest_runtest_makereport``) and the direct run
+(grader/run/direct.py) both hand what a test raised to ``outcome_of``; a replayed test
+(grader/run/replay.py) gets the outcome that its remembered run got here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from ..feedback.pictures import failure_figures
+from ..misconceptions import hint_for
+from . import faults
+from .blame import blamed_exercises
+from .items import exercise_id
+from .state import CALLS, STATE
+from .student import StudentCode
+
+
+@dataclass
+class Outcome:
+    """How one test ended, in report terms."""
+
+    status: str
+    message: str = ""
+    hints: tuple[str, ...] = ()
+    figures: tuple = ()
+    """(title, expected 2-D values, the student's), for the heatmaps of feedback reports; only
+    for a failed test whose suite asks for a picture (``@pytest.mark.picture``)."""
+
+
+OUTCOME = pytest.StashKey[Outcome]()
+
+
+def outcome_of(item: pytest.Item, exc: BaseException, when: str) -> Outcome:
+    """The outcome of a test that raised ``exc`` in its ``when`` phase ("setup", "call")."""
+    outcome = classify(exc)
+    if when == "call" and outcome.status == "failed" and isinstance(exc, AssertionError):
+        # failures only: passing tests pay nothing for any of this
+        outcome.hints += misconception_hints(item)
+        outcome.figures = failure_figures(item)
+        culprits = blamed_exercises(item)
+        if culprits:
+            outcome = _blamed(item, outcome, culprits)
+    return outcome
+
+
+def _blamed(item: pytest.Item, outcome: Outcome, culprits: list[str]) -> Outcome:
+    """A failure whose cause is the student's earlier exercises ``culprits``."""
+    course = item.config.stash[STATE].course
+    exercise = course.exercise(exercise_id(item.path))
+    names = " and ".join(f"your {course.exercise(c).function}" for c in culprits)
+    note = (f"Your {exercise.function} itself is right: with the reference in place of {names}, this test passes. "
+            f"The error comes from {names}: fix that exercise first.")
+    if course.blame_earns_points:
+        return Outcome("passed", f"passed with the reference in place of {names} (course policy): {outcome.message}",
+                       (note,), outcome.figures)
+    # The blame replaces the misconception hints: those describe what this function's output
+    # looks like, and the cause is elsewhere.
+    return Outcome(outcome.status, outcome.message, (note,), outcome.figures)
+
+
+def misconception_hints(item: pytest.Item) -> tuple[str, ...]:
+    """The hint of the misconception that explains the failed test's calls, if one does."""
+    calls = item.stash.get(CALLS, None)
+    state = item.config.stash.get(STATE, None)
+    if not calls or state is None or state.current is None:
+        return ()
+    try:
+        exercise = state.course.exercise(exercise_id(item.path))
+        hint = hint_for(state.misconceptions(exercise), calls, exercise_source(state.current, exercise.id),
+                        exercise.tolerance, state.reference(exercise))
+        return () if hint is None else (hint,)
+    except Exception:
+        return ()  # a broken misconception must never change a grade or hide the failure's message
+
+
+def exercise_source(code: StudentCode, exercise_id: str) -> str | dict[str, str] | None:
+    """Where the student's code for an exercise is: its file's text, or all of a notebook's
+    cells, by the name messages give them (``cell [5]``)."""
+    sub = code.submission
+    if sub.notebook is not None:
+        return {sub.cell_name(index): text for index, text in enumerate(sub.notebook) if text.strip()}
+    source = code.submission.sources.get(exercise_id)
+    return None if source is None else source.text
+
+
+def classify(exc: BaseException) -> Outcome:
+    """Map what a test raised to a status and a message for the student."""
+    if isinstance(exc, faults.StudentFault):
+        return Outcome(exc.status, exc.message, exc.hints)
+    if isinstance(exc, AssertionError):
+        text = str(exc)
+        # A plain `assert x, "msg"` in a suite: keep the message, drop pytest's introspection.
+        message = text.split("\nassert ")[0].strip() or "a check of your result failed."
+        return Outcome("failed", message, tuple(getattr(exc, "hints", ())))
+    if isinstance(exc, pytest.skip.Exception):
+        return Outcome("skipped", str(exc))
+    return Outcome("error", f"the grader could not check your result ({type(exc).__name__}: {str(exc)[:200]}). "
+                            "Tell your instructor: this is a problem with the test, not necessarily your code.")
