@@ -20,10 +20,8 @@ the parts nearest to rounding the other way take the difference (largest remaind
 from __future__ import annotations
 
 from ..course.load import Course
-from ..outputs.results import DIGITS, UNIT, CaseResult, SubmissionResult, apportion, same_failure
-
-MARK = {"passed": "✓", "not_implemented": "·"}
-
+from ..feedback import check_view
+from ..outputs.results import DIGITS, UNIT, CaseResult, SubmissionResult, apportion
 
 def results_json(result: SubmissionResult, *, hidden_tests: str = Course.hidden_tests) -> dict:
     """The results.json of ``result``; ``hidden_tests`` is the hidden entries' visibility."""
@@ -46,16 +44,5 @@ def results_json(result: SubmissionResult, *, hidden_tests: str = Course.hidden_
 
 
 def entry_output(tests: list[CaseResult]) -> str:
-    """One line per test, as ``check`` prints them; a failure's message and hints below it."""
-    shared = same_failure(tests)
-    if shared is not None:  # every test says the same
-        return "\n".join([f"{MARK.get(shared.status, '✗')} {shared.message}", *(f"hint: {h}" for h in shared.hints)])
-    lines = []
-    for test in tests:
-        if test.status == "passed":
-            lines.append(f"{MARK['passed']} {test.name}")
-            continue
-        lines.append(f"{MARK.get(test.status, '✗')} {test.name} ({test.status.replace('_', ' ')})")
-        lines += [f"    {line}" for line in test.message.splitlines()]
-        lines += [f"    hint: {hint}" for hint in test.hints]
-    return "\n".join(lines)
+    """The entry's tests as ``check`` shows them (grader/feedback/check_view.py)."""
+    return check_view.as_text(check_view.exercise_lines(tests), indent="")

@@ -37,6 +37,7 @@ from otter.test_files.exception_test import ExceptionTestFile
 
 from ..locations import PACKAGE
 from ..course.load import Course
+from ..feedback import check_view
 from .gradescope import results_json
 from ..outputs.results import CaseResult, SubmissionResult
 
@@ -71,9 +72,7 @@ def grade_submission(path: str, course: Path | None = None) -> SubmissionResult:
 
 def case_message(test: CaseResult) -> str:
     """What a student reads for one test case in Gradescope."""
-    if test.status == "passed":
-        return "passed"
-    return "\n".join([f"{test.status}: {test.message}", *(f"hint: {h}" for h in test.hints)])
+    return check_view.as_text(check_view.case_lines(test), indent="")
 
 
 class GraderResults(GradingResults):

@@ -18,11 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..course.load import Course
-from .results import SubmissionResult, document, same_failure
+from ..feedback import check_view
+from .results import SubmissionResult, document
 
-STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "magenta", "crashed": "magenta", "memory": "magenta",
-                "forbidden": "yellow", "not_implemented": "dim", "skipped": "dim"}
-STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
+STATUS_STYLE = check_view.STYLE
 
 
 def console(**kwargs) -> Console:
@@ -97,14 +96,9 @@ def details(result: SubmissionResult, *, show_hidden: bool = True) -> Table:
         for test in ex.tests:
             if test.hidden and not show_hidden:
                 continue
-            mark = STATUS_MARK.get(test.status, "✗")
-            line = Text(f"{mark} {test.status}", style=STATUS_STYLE.get(test.status, ""))
-            if test.status != "passed" and test.message:
-                line.append(f"\n{test.message}")
-            for hint in test.hints:
-                line.append(f"\nhint: {hint}", style="cyan")
             name = Text(test.name + (" (hidden)" if test.hidden else ""))
-            table.add_row(Text(ex.id), name, f"{test.score:.3g}/{test.max_score:.3g}", line)
+            table.add_row(Text(ex.id), name, f"{test.score:.3g}/{test.max_score:.3g}",
+                          check_view.as_rich(check_view.case_lines(test), indent=""))
     return table
 
 
@@ -127,24 +121,8 @@ def print_grades(console: Console, course: Course, results: list[SubmissionResul
 def print_check(console: Console, result: SubmissionResult) -> None:
     """The student's view: one block per exercise, what failed and why, the score so far."""
     for ex in result.exercises:
-        title = Text(f"{ex.id}  {ex.score:.3g}/{ex.max_score:g}", style="bold " + STATUS_STYLE.get(ex.status, ""))
-        console.print(title)
-        shared = same_failure(ex.tests)
-        if shared is not None:  # one line, not the same sentence under every test
-            mark = STATUS_MARK.get(shared.status, "✗")
-            console.print(f"  {mark} {shared.message}", highlight=False, markup=False)
-            for hint in shared.hints:
-                console.print(f"  [cyan]hint:[/cyan] {escape(hint)}", highlight=False)
-            continue
-        hints: list[str] = []  # each once per exercise, after its tests, not under every failing test
-        for test in ex.tests:
-            mark = STATUS_MARK.get(test.status, "✗")
-            console.print(Text(f"  {mark} {test.name}", style=STATUS_STYLE.get(test.status, "")))
-            if test.status != "passed":
-                console.print(f"      {test.message}", highlight=False, markup=False)
-                hints += [h for h in test.hints if h not in hints]
-        for hint in hints:
-            console.print(f"  [cyan]hint:[/cyan] {escape(hint)}", highlight=False)
+        console.print(Text(f"{ex.id}  {ex.score:.3g}/{ex.max_score:g}", style="bold " + STATUS_STYLE.get(ex.status, "")))
+        console.print(check_view.as_rich(check_view.exercise_lines(ex.tests)))
     for error in result.errors:
         console.print(f"[yellow]note:[/yellow] {escape(error)}", highlight=False)
     console.print(Text(f"score so far (public tests): {result.score:.4g}/{result.max_score:g}", style="bold"))

@@ -37,7 +37,7 @@ class GradingState:
     def book(self) -> "AnswerBook":
         """A student release's recorded answers (``answers.pt``), loaded on first use."""
         if self._book is None:
-            from .release.answer_book import AnswerBook
+            from ..release.answer_book import AnswerBook
 
             self._book = AnswerBook.load(self.course.answers_path)
         return self._book

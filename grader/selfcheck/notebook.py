@@ -30,15 +30,12 @@ from pathlib import Path
 from ..locations import PACKAGE
 from ..course.load import default_course_path, load_course
 from ..errors import UsageError
-from ..outputs.results import SubmissionResult, same_failure
+from ..feedback import check_view
+from ..outputs.results import SubmissionResult
 
 PACKAGE_ROOT = PACKAGE.parent  # on the grading process's PYTHONPATH
 CHECK_SECONDS = 600  # the whole check; each call of the student's code has its own limit
 
-STATUS_COLOUR = {"passed": "#1a7f37", "not_implemented": "#6e7781", "forbidden": "#9a6700",
-                 "timeout": "#8250df", "crashed": "#8250df", "memory": "#8250df"}
-FAILED_COLOUR = "#cf222e"
-STATUS_MARK = {"passed": "✓", "not_implemented": "·"}
 
 
 def check(*ids: str, course: str | Path | None = None) -> "CheckResult":
@@ -117,7 +114,7 @@ def public_test(exercise_id: str, test_name: str) -> None:
         for test in exercise.tests:
             if test.name == test_name:
                 if test.status != "passed":
-                    raise AssertionError("\n".join([f"{test.status}: {test.message}", *(f"hint: {h}" for h in test.hints)]))
+                    raise AssertionError(check_view.as_text(check_view.case_lines(test), indent=""))
                 return
     raise AssertionError(f"the course has no public test {exercise_id}::{test_name}; ask for up-to-date test files.")
 
@@ -139,25 +136,14 @@ class CheckResult:
     def _summary(self) -> str:
         return f"score so far (public tests): {self.score:.4g}/{self.max_score:g}"
 
-    @staticmethod
-    def _untouched(exercise) -> bool:
-        return same_failure(exercise.tests) is not None
-
     def _repr_html_(self) -> str:
         esc = html.escape
         rows = []
         for exercise in self.result.exercises:
-            colour = STATUS_COLOUR.get(exercise.status, FAILED_COLOUR)
+            colour = check_view.COLOUR.get(exercise.status, check_view.FAILED_COLOUR)
             rows.append(f'<tr><th colspan="3" style="text-align:left;color:{colour}">{esc(exercise.id)} '
                         f'{exercise.score:.3g}/{exercise.max_score:g}</th></tr>')
-            tests = exercise.tests[:1] if self._untouched(exercise) else exercise.tests
-            for test in tests:
-                colour = STATUS_COLOUR.get(test.status, FAILED_COLOUR)
-                detail = "" if test.status == "passed" else esc(test.message)
-                detail += "".join(f"<br><i>hint:</i> {esc(h)}" for h in test.hints)
-                name = "" if self._untouched(exercise) else f"<code>{esc(test.name)}</code>"
-                rows.append(f'<tr><td style="color:{colour}">{STATUS_MARK.get(test.status, "✗")}</td>'
-                            f'<td style="text-align:left">{name}</td><td style="text-align:left">{detail}</td></tr>')
+            rows.append(check_view.as_html(check_view.exercise_lines(exercise.tests)))
         notes = "".join(f"<li>{esc(e)}</li>" for e in self.result.errors)
         return (f"<table>{''.join(rows)}</table>" + (f"<p>Notes:</p><ul>{notes}</ul>" if notes else "")
                 + f"<p><b>{esc(self._summary())}</b></p>")
@@ -166,16 +152,7 @@ class CheckResult:
         lines = []
         for exercise in self.result.exercises:
             lines.append(f"{exercise.id}  {exercise.score:.3g}/{exercise.max_score:g}")
-            if self._untouched(exercise):
-                shared = exercise.tests[0]
-                lines.append(f"  {STATUS_MARK.get(shared.status, '✗')} {shared.message}")
-                lines += [f"      hint: {h}" for h in shared.hints]
-                continue
-            for test in exercise.tests:
-                lines.append(f"  {STATUS_MARK.get(test.status, '✗')} {test.name}")
-                if test.status != "passed":
-                    lines.append(f"      {test.message}")
-                lines += [f"      hint: {h}" for h in test.hints]
+            lines.append(check_view.as_text(check_view.exercise_lines(exercise.tests)))
         lines += [f"note: {e}" for e in self.result.errors]
         return "\n".join([*lines, self._summary()])
 
