@@ -95,9 +95,9 @@ from grader.course.load import load_course
 ran = []
 original = grading._BatchPlugin._run
 
-def counting(self, item, nextitem, code):
+def counting(self, item, code):
     ran.append([code.submission.name, item.nodeid])
-    return original(self, item, nextitem, code)
+    return original(self, item, code)
 
 grading._BatchPlugin._run = counting
 paths = [Path(p) for p in sys.argv[1:]]

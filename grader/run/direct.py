@@ -13,6 +13,7 @@ test (another fixture, a ``skip`` marker, a method of a class) runs through pyte
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import warnings
 
@@ -24,13 +25,15 @@ from .state import CALLS, GradingState
 from .verdict import Outcome, outcome_of
 from ..testing import Expect
 
-PLUGIN = "grader.pytest_plugin"
 FIXTURES = {"student", "reference", "expect", "exercise", "seed"}
 MARKERS = {"points", "hidden", "picture", "parametrize"}
 
 
 def runs_directly(item: pytest.Item) -> bool:
-    """Can ``run`` stand in for pytest's protocol for this test?"""
+    """Can ``run`` stand in for pytest's protocol for this test? Only public pytest API is
+    read: the test's own arguments (its function's signature), its markers, its parameters,
+    and the test module and conftest files, none of which may define a fixture of the
+    grader's names (a name bound there at all sends the test to pytest)."""
     if not isinstance(item, pytest.Function) or item.cls is not None:
         return False
     if item.config.getini("filterwarnings"):
@@ -38,13 +41,19 @@ def runs_directly(item: pytest.Item) -> bool:
     if any(mark.name not in MARKERS for mark in item.iter_markers()):
         return False
     params = set(item.callspec.params) if hasattr(item, "callspec") else set()
-    definitions = item._fixtureinfo.name2fixturedefs
-    for name in set(item.fixturenames) - params - {"request"}:  # request: asked for by the plugin's fixtures
-        defs = definitions.get(name)
-        # the plugin's own fixture, not one a conftest overrides
-        if name not in FIXTURES or not defs or getattr(defs[-1].func, "__module__", None) != PLUGIN:
-            return False
-    return set(item._fixtureinfo.argnames) <= FIXTURES | params
+    if not set(arguments_of(item)) <= FIXTURES | params:
+        return False
+    if set(item.fixturenames) - params - FIXTURES - {"request"}:  # request: asked for by the plugin's fixtures
+        return False  # an autouse fixture of a conftest, say
+    conftests = [p for p in item.config.pluginmanager.get_plugins()
+                 if getattr(p, "__file__", "").endswith("conftest.py")]
+    return not any(name in vars(module) for module in [item.module, *conftests] for name in FIXTURES)
+
+
+def arguments_of(item: pytest.Function) -> list[str]:
+    """The names the test function takes (``def test_x(student, expect, dtype)``)."""
+    return [name for name, p in inspect.signature(item.function).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def run(item: pytest.Function, state: GradingState, exercise: Exercise) -> Outcome:
@@ -53,7 +62,7 @@ def run(item: pytest.Function, state: GradingState, exercise: Exercise) -> Outco
     values = {"exercise": exercise}
     try:  # set-up, in pytest's order: the autouse seed first, then the arguments'
         values["seed"] = seed_test(state, item)
-        for name in item._fixtureinfo.argnames:
+        for name in arguments_of(item):
             if name == "student":
                 values[name] = student_function(state, exercise, item)
             elif name == "reference":
@@ -65,7 +74,7 @@ def run(item: pytest.Function, state: GradingState, exercise: Exercise) -> Outco
     except BaseException as exc:  # noqa: BLE001 - as pytest's set-up phase catches
         return outcome_of(item, exc, "setup")
     params = item.callspec.params if hasattr(item, "callspec") else {}
-    arguments = {name: params[name] if name in params else values[name] for name in item._fixtureinfo.argnames}
+    arguments = {name: params[name] if name in params else values[name] for name in arguments_of(item)}
     try:
         # as pytest captures them: a test's warnings and prints never reach the grader's output
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \

@@ -113,7 +113,7 @@ class _BatchPlugin:
             for index, item in enumerate(items):
                 outcome = self.memo.replay(items, index, self.course.exercise(exercise_id(item.path)), code)
                 if outcome is None:
-                    outcome = self._run(item, items[index + 1] if index + 1 < len(items) else None, code)
+                    outcome = self._run(item, code)
                 outcomes.append(outcome)
             errors = code.errors()
             protections, printed = code.protections, code.printed()
@@ -130,14 +130,14 @@ class _BatchPlugin:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _run(self, item: pytest.Item, nextitem: pytest.Item | None, code: StudentCode) -> Outcome:
+    def _run(self, item: pytest.Item, code: StudentCode) -> Outcome:
         """Run one test (directly, or through pytest), and remember its calls if it passed."""
         code.recording = []
         try:
             if self._direct(item):
                 outcome = direct.run(item, self.state, self.course.exercise(exercise_id(item.path)))
             else:
-                outcome = self._run_with_pytest(item, nextitem)
+                outcome = self._run_with_pytest(item)
         finally:
             exchanges, code.recording = code.recording, None
             code.serve([])
@@ -150,13 +150,13 @@ class _BatchPlugin:
         return self.direct[item.nodeid]
 
     @staticmethod
-    def _run_with_pytest(item: pytest.Item, nextitem: pytest.Item | None) -> Outcome:
+    def _run_with_pytest(item: pytest.Item) -> Outcome:
+        """pytest's public per-test hook, as xdist calls it. ``nextitem=None``: everything the
+        test set up is torn down after it, since the next test may be replayed or run
+        directly, skipping pytest's set-up and teardown."""
         if OUTCOME in item.stash:
             del item.stash[OUTCOME]
-        # Tests run without pytest since the last one it ran skipped its set-up and teardown:
-        # first tear down what that run left set up (its module, say) and this test lacks.
-        item.session._setupstate.teardown_exact(item)
-        item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)  # pytest's public hook, as xdist calls it
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
         return item.stash.get(OUTCOME, Outcome("error", "the test did not run."))
 
     def _result(self, name: str, items: list[pytest.Item], outcomes: list[Outcome], errors: list[str],
