@@ -12,7 +12,7 @@ Suites (``grader/suites/test_<id>.py``) are plain pytest files. They get:
 - every test is seeded with ``seed_for(course seed, "test_<id>.py::<test name>")``.
 
 A test that fails on an ``AssertionError`` gets a hint naming the student's mistake when a
-misconception of the exercise (``grader/misconceptions/<id>.py``) explains the results of
+misconception of the exercise (the course's ``misconceptions/<id>.py``) explains the results of
 the calls it made: ``student`` records each successful call (inputs, decoded result). How a
 test ended becomes its verdict in one place, ``grader/run/verdict.py``.
 

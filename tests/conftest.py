@@ -57,7 +57,7 @@ def scan_off_course(folder: Path, sandbox: dict[str, float] | None = None, time_
     false}``: code the scan would stop runs in the worker. ``sandbox`` overrides limits of
     course.yaml's ``sandbox:``, ``time_limit`` the default per-call limit. Returns its course.yaml."""
     (folder / "grader").mkdir(parents=True, exist_ok=True)
-    for name in ("solutions", "exercises"):
+    for name in ("solutions", "exercises", "misconceptions"):
         (folder / name).symlink_to(ROOT / name)
     (folder / "grader" / "suites").symlink_to(ROOT / "grader" / "suites")
     course = yaml.safe_load((ROOT / "course.yaml").read_text())

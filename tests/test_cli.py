@@ -22,6 +22,7 @@ def test_check_runs_public_tests_only(tmp_path):
     shutil.copy(ROOT / "course.yaml", tmp_path / "course.yaml")
     shutil.copytree(SOLUTIONS, tmp_path / "solutions")
     shutil.copytree(ROOT / "grader" / "suites", tmp_path / "grader" / "suites")
+    shutil.copytree(ROOT / "misconceptions", tmp_path / "misconceptions")
     proc = run_grader("check", "softmax", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "softmax  3/3" in proc.stdout and "attention" not in proc.stdout

@@ -18,6 +18,7 @@ def course_copy(tmp_path) -> Path:
     shutil.copy(ROOT / "course.yaml", tmp_path / "course.yaml")
     shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
     shutil.copytree(ROOT / "grader" / "suites", tmp_path / "grader" / "suites")
+    shutil.copytree(ROOT / "misconceptions", tmp_path / "misconceptions")
     return tmp_path
 
 

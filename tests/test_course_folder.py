@@ -84,7 +84,7 @@ def test_the_course_file_sets_every_folder(lab):
         assert getattr(course.paths, key) == (lab.parent / folder).resolve()
     assert course.paths.misconceptions == lab.parent / "misconceptions"
     default = load_course(ROOT / "course.yaml")
-    assert default.paths.suites == ROOT / "grader" / "suites" and default.paths.misconceptions is None
+    assert default.paths.suites == ROOT / "grader" / "suites" and default.paths.misconceptions == ROOT / "misconceptions"
 
 
 def test_a_bad_paths_entry_is_one_clear_line(lab, tmp_path):

@@ -93,6 +93,7 @@ def test_tests_left_to_pytest_still_grade(tmp_path):
     shutil.copy(ROOT / "course.yaml", course / "course.yaml")
     shutil.copytree(ROOT / "solutions", course / "solutions")
     shutil.copytree(ROOT / "grader" / "suites", course / "grader" / "suites")
+    shutil.copytree(ROOT / "misconceptions", course / "misconceptions")
     suite = course / "grader" / "suites" / "test_softmax.py"
     suite.write_text(suite.read_text() + EXTRA_TESTS)
     paths = [make_submission(tmp_path / "correct"),

@@ -19,8 +19,7 @@ import yaml
 
 from conftest import ROOT, make_submission
 
-ENGINE = sorted([*ROOT.glob("grader/*.py"), *ROOT.glob("grader/sandbox/*.py"),
-                 ROOT / "grader" / "misconceptions" / "__init__.py"])
+ENGINE = sorted(p for p in ROOT.glob("grader/**/*.py") if "suites" not in p.relative_to(ROOT).parts)
 
 
 def course_words() -> set[str]:
@@ -118,6 +117,7 @@ def pictured_course(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "course.yaml", course / "course.yaml")
     shutil.copytree(ROOT / "solutions", course / "solutions")
     shutil.copytree(ROOT / "grader" / "suites", course / "grader" / "suites")
+    shutil.copytree(ROOT / "misconceptions", course / "misconceptions")
     suite = course / "grader" / "suites" / "test_apply_weights.py"
     text = suite.read_text()
     assert "pytestmark" not in text

@@ -112,6 +112,7 @@ def test_check_points_to_its_report(tmp_path):
         shutil.copy(ROOT / item, tmp_path / item)
     shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
     shutil.copytree(ROOT / "grader" / "suites", tmp_path / "grader" / "suites")
+    shutil.copytree(ROOT / "misconceptions", tmp_path / "misconceptions")
     proc = run_grader("check", "softmax", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "hint:" in proc.stdout and "grader-report" in proc.stdout

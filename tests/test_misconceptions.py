@@ -18,7 +18,7 @@ import torch
 
 from conftest import IDS, ROOT, by_name, grade_json, make_submission, solution_sources
 from grader.course.load import Tolerance, load_course
-from grader.misconceptions import AnyOf, Call, Misconception, code_lines, find_hints, hint_for, misconceptions_for
+from grader.misconceptions import AnyOf, Call, Misconception, code_lines, hint_for, misconceptions_for
 
 pytest_plugins = ["pytester"]
 
@@ -166,7 +166,7 @@ NOTEBOOK = "unscaled_in_a_notebook.ipynb"
 NOTEBOOK_SCORES = "import torch\n\n\ndef attention_scores(Q, K):\n    # no scaling yet\n    return torch.matmul(Q, K.transpose(-2, -1))\n"
 
 # (exercise, misconception name) -> the misconception, for every exercise's library
-LIBRARY = {(exercise, m.name): m for exercise in IDS for m in misconceptions_for(exercise)}
+LIBRARY = {(exercise, m.name): m for exercise in IDS for m in misconceptions_for(exercise, ROOT / "misconceptions")}
 
 
 def sources_of(name: str) -> dict[str, str]:
@@ -588,25 +588,27 @@ def test_library_is_well_formed():
     """Has every exercise a library with unique names, sentences as hints and valid patterns?"""
     course = load_course(ROOT / "course.yaml")
     for exercise in course.exercises:
-        library = misconceptions_for(exercise.id)
-        assert library, f"grader/misconceptions/{exercise.id}.py has no MISCONCEPTIONS"
+        library = misconceptions_for(exercise.id, course)
+        assert library, f"misconceptions/{exercise.id}.py has no MISCONCEPTIONS"
         assert len({m.name for m in library}) == len(library)
         for m in library:
             assert m.hint.endswith(".") and 20 < len(m.hint) < 400 and callable(m.compute), m.name
             if m.code_pattern is not None:
                 re.compile(m.code_pattern)
-    assert misconceptions_for("no_such_exercise") == () and misconceptions_for("../x") == ()
+    assert misconceptions_for("no_such_exercise", course) == () and misconceptions_for("../x", course) == ()
+    assert misconceptions_for("softmax") == ()  # the engine holds no chapter's mistakes
 
 
-def test_find_hints_uses_the_exercise_library():
-    """Does find_hints pick the exercise's library (softmax without exp, here) by its id?"""
+def test_hint_for_uses_the_exercise_library():
+    """Does the course's softmax library explain a softmax without exp, quoting the line?"""
     x = torch.rand(3, 4) + 0.5
     reference = importlib.import_module("solutions.softmax").softmax
     calls = [Call((x,), {"dim": 0}, x / x.sum(dim=0, keepdim=True))]
-    hints = find_hints("softmax", calls, "def softmax(x, dim=-1):\n    return x / x.sum(dim=dim, keepdim=True)\n",
-                       TOLERANCE, reference)
-    assert hints == [LIBRARY["softmax", "without_exp"].hint + " (line 2: return x / x.sum(dim=dim, keepdim=True))"]
-    assert find_hints("softmax", calls[:0], None, TOLERANCE, reference) == []
+    library = misconceptions_for("softmax", ROOT / "misconceptions")
+    hint = hint_for(library, calls, "def softmax(x, dim=-1):\n    return x / x.sum(dim=dim, keepdim=True)\n",
+                    TOLERANCE, reference)
+    assert hint == LIBRARY["softmax", "without_exp"].hint + " (line 2: return x / x.sum(dim=dim, keepdim=True))"
+    assert hint_for(library, calls[:0], None, TOLERANCE, reference) is None
 
 
 def test_an_all_zero_output_explains_nothing():

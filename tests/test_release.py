@@ -92,6 +92,11 @@ def secrets() -> dict[str, set[str]]:
                 body = _body(node)
                 solution_statements |= _statements(ast.Module(body=body, type_ignores=[]))
                 solution_lines |= _source_lines(source, body)
+    misconception_statements = set()
+    for path in (ROOT / "misconceptions").glob("*.py"):  # wrong code, computed with the right algorithm
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                misconception_statements |= _statements(ast.Module(body=_body(node), type_ignores=[]))
     names, docstrings, hidden, public = set(), set(), set(), set()
     for path in SUITES.glob("test_*.py"):
         for node in ast.parse(path.read_text()).body:
@@ -102,6 +107,7 @@ def secrets() -> dict[str, set[str]]:
             else:
                 public |= _statements(node)
     return {"solution statements": solution_statements - public, "solution lines": solution_lines,
+            "misconception statements": misconception_statements - public,
             "hidden test names": names, "hidden test docstrings": docstrings - {""},
             "hidden test statements": hidden - public}
 
@@ -137,7 +143,7 @@ def leaks(bundle: Path) -> list[str]:
                 statements |= _statements(ast.parse(source))
             except SyntaxError:
                 found.append(f"{where}: code that does not parse")
-        for kind in ("solution statements", "hidden test statements"):
+        for kind in ("solution statements", "misconception statements", "hidden test statements"):
             found += [f"{where}: {kind[:-1]} {s!r}" for s in sorted(secret[kind] & statements)]
         found += [f"{where}: solution line {line!r}" for line in sorted(secret["solution lines"]) if line in text]
         found += [f"{where}: hidden test name {n}" for n in sorted(secret["hidden test names"])
@@ -215,6 +221,7 @@ def test_nothing_secret_is_in_the_bundle(bundle):
     """No solution code, no hidden test (name, docstring or code), no saved reference output, anywhere?"""
     secret = secrets()
     assert len(secret["hidden test names"]) >= 4 and secret["solution statements"] and secret["hidden test statements"]
+    assert len(secret["misconception statements"]) >= 10
     assert leaks(bundle) == []
 
 
@@ -223,7 +230,7 @@ def test_the_scan_finds_what_it_looks_for(bundle, tmp_path):
     planted = tmp_path / "planted"
     shutil.copytree(bundle, planted)
     shutil.copy(SOLUTIONS / "softmax.py", planted / "exercises" / "softmax.py")
-    shutil.copy(ROOT / "grader" / "misconceptions" / "attention.py", planted / "grader" / "misconceptions")
+    shutil.copy(ROOT / "misconceptions" / "attention.py", planted / "grader" / "misconceptions")
     shutil.copy(SUITES / "test_attention.py", planted / "grader" / "suites" / "test_attention.py")
     nb = nbformat.read(bundle / "attention_step_by_step.ipynb", as_version=4)
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="tensor([0.0900, 0.2447, 0.6652])")]
@@ -231,6 +238,7 @@ def test_the_scan_finds_what_it_looks_for(bundle, tmp_path):
     (planted / "expected.pt").write_bytes(b"\x80\x02")
     found = "\n".join(leaks(planted))
     for words in ("exercises/softmax.py: solution statement", "misconceptions/attention.py: solution",
+                  "misconceptions/attention.py: misconception statement",
                   "test_attention.py: hidden test name test_heads_with_causal_mask", "saved outputs", "expected.pt"):
         assert words in found
 

@@ -27,12 +27,13 @@ def layer_norm(x: Tensor) -> Tensor:
 
 
 def course_copy(folder: Path) -> Path:
-    """course.yaml, exercises/, solutions/ and grader/suites/ copied (the files `new` writes land here)."""
+    """course.yaml, exercises/, solutions/, grader/suites/ and misconceptions/ copied (the files `new` writes land here)."""
     shutil.copy2(ROOT / "course.yaml", folder / "course.yaml")
     ignore = shutil.ignore_patterns("__pycache__")
     for name in ("exercises", "solutions"):
         shutil.copytree(ROOT / name, folder / name, ignore=ignore)
     shutil.copytree(ROOT / "grader" / "suites", folder / "grader" / "suites", ignore=ignore)
+    shutil.copytree(ROOT / "misconceptions", folder / "misconceptions", ignore=ignore)
     return folder / "course.yaml"
 
 
@@ -192,4 +193,4 @@ def test_a_course_that_does_not_load_after_the_append_is_rolled_back(tmp_path, c
     err = capsys.readouterr().err
     assert "nothing written" in err and err.count("\n") == 1
     assert snapshot(tmp_path) == before
-    assert not (tmp_path / "grader" / "misconceptions").exists()
+    assert not (tmp_path / "misconceptions" / "layer_norm.py").exists()

@@ -23,7 +23,7 @@ SERVER_SECONDS = "300"  # idle time of the servers these tests start (each is st
 def course_copy(folder: Path) -> Path:
     """A course of its own (a server per course file): the repo's content, linked."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("solutions", "exercises", "grader"):
+    for name in ("solutions", "exercises", "grader", "misconceptions"):
         (folder / name).symlink_to(ROOT / name)
     (folder / "course.yaml").write_text((ROOT / "course.yaml").read_text())
     return folder / "course.yaml"

@@ -155,7 +155,7 @@ class CoursePaths:
     misconceptions: Path | None = None
     """The course's own misconception modules, ``<id>.py`` each holding ``MISCONCEPTIONS``
     (default: the course's ``misconceptions/`` folder if it has one); an exercise without a
-    module there gets the engine's own (``grader/misconceptions/<id>.py``), if any."""
+    module there gets no hints."""
 
     @classmethod
     def default(cls, root: Path) -> "CoursePaths":

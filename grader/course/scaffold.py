@@ -2,7 +2,7 @@
 
 One id everywhere: the stub ``exercises/<id>.py``, the reference ``solutions/<id>.py``, the
 suite ``grader/suites/test_<id>.py``, the misconception module
-``grader/misconceptions/<id>.py`` and a ``- id: <id>`` entry appended to course.yaml (as
+``misconceptions/<id>.py`` (the course's folder) and a ``- id: <id>`` entry appended to course.yaml (as
 text: the file's comments and layout stay as they are). Everything is checked before the
 first file is written; if the course does not load afterwards, every file written is
 removed and course.yaml restored, so a refused or failed ``new`` leaves the course as it was.
@@ -46,10 +46,9 @@ def _folders(course: Course) -> dict[str, Path]:
 
 def misconceptions_folder(course: Course) -> Path:
     """Where the new exercise's misconception module goes: the course's own folder
-    (``paths: misconceptions:``, or a ``misconceptions/`` beside course.yaml) when it has one,
-    else beside the suites, as the attention course keeps them (``grader/misconceptions/``)."""
-    folders = _folders(course)
-    return folders["misconceptions"] or folders["suites"].parent / "misconceptions"
+    (``paths: misconceptions:``, by default ``misconceptions/`` beside course.yaml, made if
+    the course has none yet)."""
+    return _folders(course)["misconceptions"] or course.root / "misconceptions"
 
 
 def planned_files(course: Course, exercise_id: str) -> dict[str, Path]:

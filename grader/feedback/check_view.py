@@ -120,8 +120,7 @@ def as_html(lines: Sequence[Line]) -> str:
             rows.append(f'<tr><td style="color:{colour}">{"" if under_test else mark(line.status)}</td>'
                         f'<td></td><td style="text-align:left">{html.escape(line.text)}</td></tr>')
         else:
-            rows.append(f'<tr><td></td><td style="text-align:left"><i>hint</i></td>'
-                        f'<td style="text-align:left">{html.escape(line.text)}</td></tr>')
+            rows.append(f'<tr><td></td><td></td><td style="text-align:left"><i>hint:</i> {html.escape(line.text)}</td></tr>')
     return "".join(rows)
 
 

@@ -1,11 +1,11 @@
 """The misconception library: a failing test gets a hint that names the student's mistake.
 
-Each exercise has a module here named after its id (``softmax.py``...) holding a list
-``MISCONCEPTIONS`` (a course may bring its own, in its misconceptions folder: course.yaml
-``paths: misconceptions``; those come first). A ``Misconception`` is a classic mistake written as code: ``compute``
+Each exercise has a module in its course's misconceptions folder (course.yaml ``paths:
+misconceptions``, by default ``misconceptions/`` beside course.yaml) named after its id
+(``softmax.py``...), holding a list ``MISCONCEPTIONS``. A ``Misconception`` is a classic mistake written as code: ``compute``
 takes the same inputs as the student's function and returns what the *wrong*
 implementation returns. When a test fails with an ``AssertionError`` the pytest plugin
-hands the calls that test made (inputs and the student's results) to ``find_hints``, which
+hands the calls that test made (inputs and the student's results) to ``hint_for``, which
 replays each misconception on those inputs. A misconception matches when
 
 - on every recorded call where it can be computed, the student's result equals its
@@ -85,28 +85,19 @@ class Call(NamedTuple):
 
 
 def misconceptions_for(exercise_id: str, folder: "Path | Course | None" = None) -> tuple[Misconception, ...]:
-    """The ``MISCONCEPTIONS`` of the exercise: those of ``<folder>/<exercise_id>.py`` when
-    ``folder`` (a course's misconceptions folder, or a course: its ``paths.misconceptions``)
-    has that module, else those of the engine's ``grader/misconceptions/<exercise_id>.py``;
-    () without either.
+    """The ``MISCONCEPTIONS`` of ``<folder>/<exercise_id>.py``, where ``folder`` is a course's
+    misconceptions folder (or a course: its ``paths.misconceptions``); () without that module.
 
-    A course's modules are loaded as a package of their own, named after the folder, so they
-    never shadow this one: they import the machinery as ``from grader.misconceptions import
-    Misconception, AnyOf``."""
+    A course's modules are loaded as a package of their own, named after the folder, so
+    that two courses' ``softmax.py`` never meet: they import the machinery as ``from
+    grader.misconceptions import Misconception, AnyOf``."""
     if not exercise_id.isidentifier():
         return ()
     if folder is not None and not isinstance(folder, (str, Path)):
         folder = folder.paths.misconceptions
-    if folder is not None and (Path(folder) / f"{exercise_id}.py").is_file():
-        return tuple(_course_package(Path(folder)).load(exercise_id).MISCONCEPTIONS)
-    name = f"{__name__}.{exercise_id}"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return ()  # this exercise has no library yet
-        raise
-    return tuple(module.MISCONCEPTIONS)
+    if folder is None or not (Path(folder) / f"{exercise_id}.py").is_file():
+        return ()
+    return tuple(_course_package(Path(folder)).load(exercise_id).MISCONCEPTIONS)
 
 
 class _CoursePackage:
@@ -128,22 +119,15 @@ def _course_package(folder: Path) -> _CoursePackage:
     return _CoursePackage(folder.resolve())
 
 
-def find_hints(exercise_id: str, calls: Sequence[Call], source_text: str | Sequence[str] | Mapping[str, str] | None,
-               tolerance: Mapping[str, Any], reference: Callable[..., Any]) -> list[str]:
-    """The hint of the first misconception of the exercise that explains ``calls``; [] if none.
-
-    ``source_text`` is the student's file for the exercise, or a notebook's cells (by the
-    name messages give them, or a list), or None; ``tolerance`` maps dtype names (``"float32"``) to objects with ``rtol`` and
-    ``atol`` (course.yaml's); ``reference`` is the reference solution's function.
-    """
-    hint = hint_for(misconceptions_for(exercise_id), calls, source_text, tolerance, reference)
-    return [] if hint is None else [hint]
-
-
 def hint_for(misconceptions: Sequence[Misconception], calls: Sequence[Call],
              source_text: str | Sequence[str] | Mapping[str, str] | None, tolerance: Mapping[str, Any],
              reference: Callable[..., Any]) -> str | None:
-    """``find_hints`` on an explicit list of misconceptions."""
+    """The hint of the first of ``misconceptions`` that explains ``calls``; None if none does.
+
+    ``source_text`` is the student's file for the exercise, or a notebook's cells (by the
+    name messages give them, or a list), or None; ``tolerance`` maps dtype names
+    (``"float32"``) to ``Tolerance`` (course.yaml's); ``reference`` is the reference's function.
+    """
     if not calls or not misconceptions:
         return None
     references = _References(calls, reference)
@@ -258,4 +242,4 @@ def code_lines(text: str) -> list[tuple[int, str]]:
     return found
 
 
-__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "find_hints", "hint_for", "code_lines"]
+__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "hint_for", "code_lines"]

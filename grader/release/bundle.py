@@ -18,7 +18,7 @@
 Left out: ``solutions/`` (the public tests compare with the answer book instead), every
 ``@pytest.mark.hidden`` test (removed from the suites' source, with its decorators and the
 comments just above it), and the per-exercise misconception modules
-(``grader/misconceptions/<id>.py``, and the course's own misconceptions folder: they compute
+(the course's misconceptions folder: they compute
 with the correct algorithm to tell mistakes apart; their hints come from the book). No code
 in the bundle solves an exercise.
 ``tests/test_release.py`` scans a fresh bundle for solution code and hidden tests.
@@ -127,10 +127,8 @@ def record_answers(course: Course) -> "AnswerBook":
 
 
 def _secrets(course: Course) -> Callable[[str, list[str]], set[str]]:
-    """A copytree filter for what a release copies: it leaves out the per-exercise misconception
-    modules of the engine, the suites, and the course's own solutions and misconceptions
-    folders wherever they sit (inside its exercises folder, say)."""
-    misconceptions = {f"{e.id}.py" for e in course.exercises}
+    """A copytree filter for what a release copies: it leaves out the suites, and the course's
+    solutions and misconceptions folders wherever they sit (inside its exercises folder, say)."""
     folders = {course.paths.solutions.resolve()}
     if course.paths.suites.resolve() != PACKAGE / "suites":  # the engine's keeps its conftest.py
         folders.add(course.paths.suites.resolve())
@@ -140,8 +138,6 @@ def _secrets(course: Course) -> Callable[[str, list[str]], set[str]]:
     def secret(folder: str, names: list[str]) -> set[str]:
         here = Path(folder).resolve()
         left_out = set(IGNORED(folder, names)) | {n for n in names if (here / n).resolve() in folders}
-        if here == PACKAGE / "misconceptions":
-            left_out |= misconceptions & set(names)
         if here == PACKAGE / "suites":
             left_out |= {n for n in names if n.startswith("test_") and n.endswith(".py")}
         return left_out

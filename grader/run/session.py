@@ -31,12 +31,12 @@ from ..intake.submission import load_submission
 
 
 def hidden_paths(course: Course, submissions: list[Path]) -> list[str]:
-    """What a worker must not see: the solutions, the suites, the misconception library, and the
+    """What a worker must not see: the solutions, the suites, the misconceptions, and the
     submissions (or the batch folders holding them), unless a folder also holds the Python
     running the grader."""
     runtime = [Path(sys.prefix).resolve(), PACKAGE]
-    # the misconception libraries (the engine's, the course's own) compute with correct code too
-    candidates = {course.paths.solutions, course.paths.suites, PACKAGE / "misconceptions"}
+    # the course's misconceptions compute with correct code too
+    candidates = {course.paths.solutions, course.paths.suites}
     if course.paths.misconceptions is not None:
         candidates.add(course.paths.misconceptions)
     for path in submissions:

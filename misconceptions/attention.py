@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from . import AnyOf, Misconception
+from grader.misconceptions import AnyOf, Misconception
 
 NEG_INF = float("-inf")
 

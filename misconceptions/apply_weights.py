@@ -7,7 +7,7 @@ do not, ``compute`` raises and that call does not count.
 import torch
 from torch import Tensor
 
-from . import AnyOf, Misconception
+from grader.misconceptions import AnyOf, Misconception
 
 
 def V_at_weights(weights: Tensor, V: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ returns, computed in the input's dtype so that it overflows exactly as the stude
 """
 from torch import Tensor
 
-from . import AnyOf, Misconception
+from grader.misconceptions import AnyOf, Misconception
 
 
 def _stable(x: Tensor, dim: int) -> Tensor:

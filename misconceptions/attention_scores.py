@@ -8,7 +8,7 @@ import math
 
 from torch import Tensor
 
-from . import Misconception
+from grader.misconceptions import Misconception
 
 
 def _product(Q: Tensor, K: Tensor) -> Tensor:
