@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # this module stays free of torch so the zygote can start bef
     import torch
 
 ZYGOTE_START_SECONDS = 120.0
+INLINE_SEND_BYTES = 64 << 10  # a pipeline this small is written at once, well within a socket buffer (~208 KiB)
+INLINE_HEADER_BYTES = 4 << 10  # a request header at most, for that estimate
 UID_START, UID_BLOCK, UID_BLOCKS = 60000, 64, 64
 _claimed: list = []  # the lock file of this process's block, held open while it runs
 
@@ -230,10 +232,16 @@ class WorkerProcess:
             except OSError:
                 pass  # the worker is gone: the reading side says how
 
-        sender = threading.Thread(target=send_all, name="worker-requests", daemon=True)
+        # A thread writes only what might not fit in the socket's buffer while the worker's
+        # answers wait unread (a thread start costs about 0.25 ms, per pipeline).
+        size = sum(INLINE_HEADER_BYTES + sum(t.nbytes for t in tensors) for _, tensors in requests)
+        sender = threading.Thread(target=send_all, name="worker-requests", daemon=True) if size > INLINE_SEND_BYTES else None
         answered = 0
         with self._failures():
-            sender.start()
+            if sender is None:
+                send_all()
+            else:
+                sender.start()
             try:
                 for _ in requests:
                     answer, out, digest = self._receive(time.monotonic() + timeout())
@@ -245,7 +253,8 @@ class WorkerProcess:
             finally:
                 if answered < len(requests):
                     self.kill()  # stopped early (a timeout, a broken answer): out of step, and the sender ends
-                sender.join()
+                if sender is not None:
+                    sender.join()
 
     def _receive(self, deadline: float, max_payload: int | None = None) -> tuple[dict, list, bytes]:
         """The worker's next message, checked field by field (``codec.check_answer``), and
