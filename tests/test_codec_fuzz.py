@@ -29,7 +29,8 @@ from grader.run import faults
 from grader.course.load import load_course
 from grader.sandbox import codec
 from grader.sandbox.client import WorkerDied, WorkerProcess
-from grader.run.student import StudentCode, _describe
+from grader.run.student import StudentCode
+from grader.run.worker_errors import describe_error as _describe
 from grader.intake.submission import load_submission
 from grader.testing import Expect
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, scan_off_course, solution_sources
 from grader.course.load import load_course
 from grader.outputs.results import SubmissionResult
-from grader.run.student import _describe
+from grader.run.worker_errors import describe_error as _describe
 
 NOTEBOOK_ATTENTION = solution_sources()["attention"].replace(
     "from .apply_weights import apply_attention_weights\nfrom .attention_scores import attention_scores\nfrom .softmax import softmax\n", "")

@@ -283,7 +283,7 @@ def test_every_kind_of_worker_error_names_cells_in_a_notebook(tmp_path):
     """Whatever the worker reports (each kind ``_describe`` knows, and any other), do the words
     for a notebook name the cell Jupyter numbers, never a .py file, and the words for a folder
     still name the file?"""
-    from grader.run.student import _describe
+    from grader.run.worker_errors import describe_error as _describe
 
     write(tmp_path / "n.ipynb", [markdown("# hi"), code("import torch", 3), code("def sofmax(x):\n    return x", 7)])
     notebook = load_submission("n.ipynb", tmp_path / "n.ipynb")

@@ -4,14 +4,14 @@
 again after a crash), checks each exercise once before running it (file present, readable,
 parses, nothing forbidden), and turns every failure into a ``StudentFault`` with words.
 An exercise whose call timed out or killed the worker is marked dead: its remaining tests
-fail at once with the same status, so a hang costs its time limit once.
+fail at once with the same status, so a hang costs its time limit once. What the worker
+reports as an error is put in words by ``grader/run/worker_errors.py``.
 """
 from __future__ import annotations
 
 import ast
 import difflib
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -20,12 +20,13 @@ from typing import Any, NamedTuple
 import torch
 
 from . import faults
-from ..course.load import DEFAULT_ALLOWED_IMPORTS, Course, Exercise
-from ..intake.allowlist import Violation, describe, exercise_violations, notebook_definitions, scan_notebook
+from ..course.load import Course, Exercise
+from ..intake.allowlist import Violation, describe, exercise_violations, scan_notebook
 from ..sandbox import cgroups, codec
 from ..sandbox.capture import OutputCapture
 from ..sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
 from ..intake.submission import Submission
+from .worker_errors import cell_error, describe_error, text_field
 
 WORKER_START_SECONDS = 10.0
 MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
@@ -167,7 +168,7 @@ class StudentCode:
             raise RuntimeError(f"the sandbox could not start a worker ({type(exc).__name__})") from None
         if not hello["ok"]:  # the fields of every answer are checked (codec.check_answer)
             worker.kill()
-            raise RuntimeError(f"the sandbox could not start a worker: {_text(hello['error'], 'message', 300, 'no reason given')}")
+            raise RuntimeError(f"the sandbox could not start a worker: {text_field(hello['error'], 'message', 300, 'no reason given')}")
         self.protections = list(hello.get("protections", []))
         if self.submission.notebook is not None and self.course.policy.static_scan:  # a cell that breaks the policy never runs
             for index, why in scan_notebook(tuple(self.submission.notebook), self.course.policy,
@@ -197,7 +198,7 @@ class StudentCode:
             self.bad_cells[index] = f"{cell} ended the Python process ({died.status}) and was skipped."
             return
         if not answer.get("ok"):
-            self.cell_errors[index] = _cell_error(answer.get("error"), index, self.submission)
+            self.cell_errors[index] = cell_error(answer.get("error"), index, self.submission)
 
     # ------------------------------------------------------------ the gate, once per exercise
 
@@ -240,7 +241,7 @@ class StudentCode:
                 message += f" Did you mean to name {sub.sources[close[0]].path} {exercise.filename}?"
             return faults.NotImplementedFault(message)
         try:
-            tree = ast.parse(source.text, filename=source.path)
+            ast.parse(source.text, filename=source.path)  # a syntax error is said here, in the student's words
         except SyntaxError as exc:
             code = (exc.text or "").strip()
             return faults.ErrorFault(f"{source.path} line {exc.lineno}: syntax error ({exc.msg})"
@@ -343,7 +344,7 @@ class StudentCode:
             for index, (answer, out, digest) in enumerate(worker.pipeline(chained, self._answer_time(exercise))):
                 if stopped:
                     continue  # past the first unexpected answer: "skipped", read to keep the channel in step
-                fault = None if answer["ok"] else _describe(exercise, answer["error"], "call",
+                fault = None if answer["ok"] else describe_error(exercise, answer["error"], "call",
                                                             self.course.policy.allowed_imports, self._notebook())
                 replies.append(Reply(None if fault else answer, out, fault, digest))
                 stopped = digest != steps[index][2]
@@ -372,7 +373,7 @@ class StudentCode:
             self.dead[exercise.id] = fault
             return _lost(fault)
         if not answer.get("ok"):
-            fault = _describe(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports,
+            fault = describe_error(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports,
                               self._notebook())
             return Reply(None, [], fault, worker.last_digest)
         return Reply(answer, out, None, worker.last_digest)
@@ -585,142 +586,3 @@ def _call_result(reply: Reply, asked: _Asked) -> dict:
                 and all(g is None or isinstance(g, torch.Tensor) for g in grads)):
             raise codec.ProtocolError("the gradients it returned are not one per input")
     return result
-
-
-def _clip(text: Any, limit: int = 300) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _text(error: Any, key: str, limit: int, default: str = "") -> str:
-    """A text field of a worker's error report, clipped; ``default`` when it has none."""
-    value = error.get(key) if isinstance(error, dict) else None
-    return _clip(value, limit) if isinstance(value, str) and value else default
-
-
-def _describe(exercise: Exercise, error: Any, op: str,
-              allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS,
-              notebook: Submission | None = None) -> faults.StudentFault:
-    """Words for an error the worker reported. Its fields are untrusted: each is read as text
-    of a bounded length (or a line number), and left out when it is anything else.
-    ``allowed_imports``: the course's (``policy.allowed_imports``), named in an import error.
-    ``notebook``: the submission when it is a notebook: the words name its cells
-    (``Submission.cell_name``), never a file."""
-    kind = _text(error, "kind", 40)
-    name = exercise.function
-    where = _where(error, notebook)
-    raised = f"{_text(error, 'type', 60, 'Exception')}: {_cells_named(_text(error, 'message', 300), notebook)}"
-    if kind == "missing_function":
-        found = _missing_in_notebook(name, notebook) if notebook is not None else None
-        if found is not None:
-            return faults.NotImplementedFault(found)
-        message = (f"{exercise.filename} defines no function named {name}." if notebook is None
-                   else f"no cell of your notebook defines a function named {name}.")
-        close = difflib.get_close_matches(name, _names(error), n=1, cutoff=0.6)
-        if close:
-            cell = notebook_definitions(tuple(notebook.notebook or ())).get(close[0]) if notebook else None
-            message += (f" Did you mean {close[0]}" + (f" ({notebook.cell_name(cell)})" if cell is not None else "")
-                        + f"? Rename it to {name}.")
-        return faults.NotImplementedFault(message)
-    if kind == "not_callable":
-        what = _text(error, 'type', 40, 'value')
-        what = f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
-        if notebook is None:
-            return faults.ErrorFault(f"{name} in {exercise.filename} is {what}, not a function.")
-        cell = notebook_definitions(tuple(notebook.notebook or ())).get(name)
-        last = f" ({notebook.cell_name(cell)} assigns it last)" if cell is not None else ""
-        return faults.ErrorFault(f"{name} in your notebook is {what}, not a function{last}.")
-    if kind == "not_implemented":
-        return faults.NotImplementedFault(f"{name} is not implemented yet: it raises NotImplementedError{where}.")
-    if kind == "import_error":
-        module = _text(error, "module", 60)
-        missing = f" the module {module!r} is not available" if module else f" {raised}"
-        if notebook is not None:
-            return faults.ErrorFault(f"an import in your notebook failed:{missing}{where}. "
-                                     f"Only {', '.join(allowed_imports)} can be imported in a notebook.")
-        return faults.ErrorFault(f"importing {exercise.filename} failed:{missing}{where}. "
-                                 f"Only {', '.join(allowed_imports)} and your own exercise files can be imported.")
-    if kind == "exit":
-        return faults.ErrorFault(f"your code called sys.exit() or raised SystemExit{where}. Return a value instead.")
-    if kind == "not_differentiable":
-        return faults.WrongResultFault(
-            f"the output of {name} is not connected to its inputs in autograd, so no gradient flows back. "
-            "Avoid .detach(), .item(), .numpy(), torch.tensor(...) of results, and in-place tricks on the inputs.")
-    if kind == "forbidden":
-        return faults.ForbiddenFault(
-            f"{name} ran the operator aten.{_text(error, 'kernel', 60, '?')}{where}, which this exercise forbids "
-            "(a library version of what the exercise asks you to write, reached through whatever route). "
-            "It scores 0 until that call is gone.")
-    if kind == "bad_output":
-        return faults.WrongResultFault(f"{name} returned something that cannot be checked: {_text(error, 'message', 300)}.")
-    when = "while being imported" if op == "load" else "during this call"
-    hints = ()
-    if "same device" in _text(error, "message", codec.MAX_TEXT):
-        hints = ("A tensor your code created is on a different device from the inputs: create new tensors on the "
-                 "inputs' device, e.g. torch.ones(L, L, dtype=torch.bool, device=Q.device), or mask.to(Q.device).",)
-    return faults.ErrorFault(f"{name} raised {raised}{where} {when}.", hints)
-
-
-def _cell_error(error: Any, index: int, notebook: Submission) -> str:
-    """The note for notebook cell ``index``, which raised ``error`` (a worker's report, untrusted)."""
-    error = error if isinstance(error, dict) else {}
-    cell, kind = notebook.cell_name(index), _text(error, "type", 60, "an error")
-    if kind in ("SyntaxError", "IndentationError", "TabError") and _text(error, "file", 80) == f"<cell {index + 1}>":
-        why = re.sub(r" \(<cell \d+>, line \d+\)$", "", _text(error, "message", 300))  # the place is said first
-        line, code = error.get("line"), _text(error, "code", 120)
-        line = line if isinstance(line, int) and not isinstance(line, bool) else "?"
-        return (f"{cell} line {line}: syntax error ({why})" + (f": {code}" if code else "")
-                + ". Nothing of that cell ran (the cells after it did): fix that line and run the cell again.")
-    return (f"{cell} raised {kind}: {_cells_named(_text(error, 'message', 300), notebook)}"
-            f"{_where(error, notebook, index)} (the cells after it still ran).")
-
-
-def _missing_in_notebook(name: str, notebook: Submission) -> str | None:
-    """Why a notebook has no ``name`` when graded, when a cell defines it: that cell is not
-    graded for its cell magic, or stopped before the definition (its own note says why)."""
-    defines = re.compile(rf"^(async\s+)?def\s+{re.escape(name)}\s*\(|^{re.escape(name)}\s*=", re.MULTILINE)
-    for index, (magic, source) in sorted(notebook.ungraded_cells.items()):
-        if defines.search(source):
-            cell = notebook.cell_name(index)
-            return (f"{name} is defined in {cell}, a %%{magic} cell, which is not graded (see the note about {cell}). "
-                    f"Move {name} into a plain code cell.")
-    cells = notebook.notebook or []
-    index = notebook_definitions(tuple(cells)).get(name)
-    if index is None:  # a cell that does not parse binds nothing, as far as the scan can tell
-        index = next((i for i, text in enumerate(cells) if defines.search(text)), None)
-    if index is not None:
-        cell = notebook.cell_name(index)
-        return (f"{name} is defined in {cell}, but when your notebook was graded that cell did not get that far "
-                f"(see the note about {cell}). Fix that cell first.")
-    return None
-
-
-def _where(error: Any, notebook: Submission | None = None, here: int | None = None) -> str:
-    """`` (file line N: code)`` for an error report that names the student's line; else nothing.
-    In a notebook the file is the worker's ``<cell k>``: named as messages name cells, and
-    left out when it is the cell ``here`` (the one the message is about)."""
-    file = _text(error, "file", 80)
-    if not file:
-        return ""
-    cell = re.fullmatch(r"<cell (\d{1,6})>", file) if notebook is not None else None
-    if cell is not None:
-        index = int(cell.group(1)) - 1
-        file = "" if index == here else notebook.cell_name(index)
-    line = error.get("line")
-    line = line if isinstance(line, int) and not isinstance(line, bool) else "?"
-    where = f" ({file + ' ' if file else ''}line {line}"
-    code = _text(error, "code", 120)
-    return where + (f": {code})" if code else ")")
-
-
-def _cells_named(text: str, notebook: Submission | None) -> str:
-    """``text`` (a worker's message) with the worker's ``<cell k>`` named as messages name cells."""
-    if notebook is None:
-        return text
-    return re.sub(r"<cell (\d{1,6})>", lambda m: notebook.cell_name(int(m.group(1)) - 1), text)
-
-
-def _names(error: Any) -> list[str]:
-    """The names a module defines, from a missing-function report (at most 200, clipped)."""
-    available = error.get("available") if isinstance(error, dict) else None
-    return [a[:80] for a in available[:200] if isinstance(a, str)] if isinstance(available, list) else []
