@@ -106,21 +106,25 @@ def as_rich(lines: Sequence[Line], indent: str = "  ") -> "Text":
 
 
 def as_html(lines: Sequence[Line]) -> str:
-    """Rows of a table (mark, test, detail), every text escaped: a notebook's output."""
+    """Rows of a table (mark, test, detail), every text escaped: a notebook's output. A failed
+    test's row holds its status and message; an exercise whose tests all failed the same way,
+    one row with its message; each hint a row of its own."""
     rows = []
-    previous = None
-    for line in lines:
-        under_test, previous = previous == "test", line.kind
+    for number, line in enumerate(lines):
         colour = COLOUR.get(line.status, FAILED_COLOUR)
+        cell = '<td style="text-align:left">'
         if line.kind == "test":
+            follows = lines[number + 1] if number + 1 < len(lines) else None
+            message = follows.text if follows is not None and follows.kind == "message" else ""
+            detail = "" if line.status == "passed" else f"<b>{words(line.status)}</b>" + (f": {html.escape(message)}"
+                                                                                          if message else "")
             rows.append(f'<tr><td style="color:{colour}">{mark(line.status)}</td>'
-                        f'<td style="text-align:left"><code>{html.escape(line.text)}</code></td>'
-                        f'<td style="text-align:left">{"" if line.status == "passed" else words(line.status)}</td></tr>')
-        elif line.kind == "message":
-            rows.append(f'<tr><td style="color:{colour}">{"" if under_test else mark(line.status)}</td>'
-                        f'<td></td><td style="text-align:left">{html.escape(line.text)}</td></tr>')
-        else:
-            rows.append(f'<tr><td></td><td></td><td style="text-align:left"><i>hint:</i> {html.escape(line.text)}</td></tr>')
+                        f'{cell}<code>{html.escape(line.text)}</code></td>{cell}{detail}</td></tr>')
+        elif line.kind in ("message", "case") and (number == 0 or lines[number - 1].kind != "test"):
+            rows.append(f'<tr><td style="color:{colour}">{mark(line.status)}</td><td></td>'
+                        f'{cell}{html.escape(line.text)}</td></tr>')
+        elif line.kind == "hint":
+            rows.append(f'<tr><td></td><td></td>{cell}<i>hint:</i> {html.escape(line.text)}</td></tr>')
     return "".join(rows)
 
 
