@@ -107,12 +107,12 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
 
             course, _ = _on_device(load_course(course_file), args.device)
             (result,) = grade(course, [Job(name, folder, tuple(args.ids))], public_only=True, zygote=zygote)
-        report = Path(CHECK_REPORT_DIR) if result.score < result.max_score else None
-        page = warm_server.report_page(result, report) if report else None
+        report = Path(CHECK_REPORT_DIR)  # after every check, all passing too: never an older failure left
+        page = warm_server.report_page(result, report)
         sys.stdout.write(warm_server.render_check(result, terminal, page))
         sys.stdout.flush()
         # the report (pictures take a while) is written by the server it starts, after this exits
-        warm_server.start(course_file, args.device, report=(result.to_record(), report) if report else None)
+        warm_server.start(course_file, args.device, report=(result.to_record(), report))
     else:
         sys.stdout.write(reply["text"])
     return 0

@@ -103,7 +103,8 @@ def test_student_audience_hides_hidden_tests(tmp_path):
 
 
 def test_check_points_to_its_report(tmp_path):
-    """Does `check` print the failures and point to a report file it wrote?"""
+    """Does `check` print the failures and point to a report file it wrote, and does the next
+    check, once they are fixed, write its own report over it?"""
     import shutil
 
     shutil.copytree(ROOT / "solutions", tmp_path / "exercises")
@@ -117,10 +118,23 @@ def test_check_points_to_its_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "hint:" in proc.stdout and "grader-report" in proc.stdout
     page = tmp_path / "grader-report" / "exercises.html"
-    deadline = time.monotonic() + 60  # the report may be written just after `check` exits
-    while not page.is_file() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert page.is_file()
+
+    def written_after(moment: float) -> bool:
+        deadline = time.monotonic() + 60  # the report may be written just after `check` exits
+        while time.monotonic() < deadline:
+            if page.is_file() and page.stat().st_mtime > moment and "softmax" in page.read_text():
+                return True
+            time.sleep(0.1)
+        return False
+
+    assert written_after(0)
+    failing = page.read_text()
+    # fixed: the next check, all passing, writes its own report (no older failure left there)
+    shutil.copy(ROOT / "solutions" / "softmax.py", tmp_path / "exercises" / "softmax.py")
+    moment = page.stat().st_mtime
+    proc = run_grader("check", "softmax", cwd=tmp_path)
+    assert proc.returncode == 0 and "grader-report" in proc.stdout, proc.stderr
+    assert written_after(moment) and page.read_text() != failing
 
 
 # ---------------------------------------------------------------- the sample class's reports
