@@ -6,8 +6,9 @@ A test that asks only for the grader's own fixtures (``student``, ``reference``,
 ``expect``, ``exercise``, the autouse ``seed``) and its parameters, and carries no marker
 but ``points``, ``hidden``, ``picture`` and ``parametrize`` (in a course whose pytest settings have no
 ``filterwarnings``), is run here instead: the same seeding,
-the same fixture values (the functions ``grader.pytest_plugin`` builds them with), the
-same classification of what it raised (``outcome_of``, with hints and blame). Any other
+the same fixture values (built by ``grader/run/fixture_values.py``, as for the plugin's
+fixtures), the same verdict on what it raised (``grader/run/verdict.py``, hints and blame
+included). Any other
 test (another fixture, a ``skip`` marker, a method of a class) runs through pytest.
 """
 from __future__ import annotations
@@ -50,10 +51,16 @@ def runs_directly(item: pytest.Item) -> bool:
     return not any(name in vars(module) for module in [item.module, *conftests] for name in FIXTURES)
 
 
-def arguments_of(item: pytest.Function) -> list[str]:
-    """The names the test function takes (``def test_x(student, expect, dtype)``)."""
-    return [name for name, p in inspect.signature(item.function).parameters.items()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+ARGUMENTS = pytest.StashKey[tuple]()
+
+
+def arguments_of(item: pytest.Function) -> tuple[str, ...]:
+    """The names the test function takes (``def test_x(student, expect, dtype)``), read once
+    per test: every submission of a batch runs it again."""
+    if ARGUMENTS not in item.stash:
+        item.stash[ARGUMENTS] = tuple(name for name, p in inspect.signature(item.function).parameters.items()
+                                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return item.stash[ARGUMENTS]
 
 
 def run(item: pytest.Function, state: GradingState, exercise: Exercise) -> Outcome:

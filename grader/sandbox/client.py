@@ -239,6 +239,7 @@ class WorkerProcess:
         answered = 0
         with self._failures():
             if sender is None:
+                self.channel.settimeout(timeout())  # fits in the buffer: a full one means a worker not reading
                 send_all()
             else:
                 sender.start()
