@@ -93,6 +93,7 @@ class StudentCode:
         self.blame_worker: WorkerProcess | None = None  # see blame(): never used for a score
         self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
         self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
+        self.dead_at_import: set[str] = set()                      # ... when that was its import
         self.loaded: set[str] = set()
         self.served: list[tuple[bytes, Reply]] = []                # see serve()
         self.recording: list[Exchange] | None = None               # this test's calls, for grader.run.replay
@@ -162,8 +163,8 @@ class StudentCode:
         worker = self.zygote.fork(self.output.write_fd, self._placement())
         sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
         try:
-            hello, _ = worker.request({"sources": sources, "notebook": self.submission.notebook, "sandbox": self.plan},
-                                      timeout=WORKER_START_SECONDS)
+            hello, _ = worker.request({"sources": sources, "notebook": self.submission.notebook, "sandbox": self.plan,
+                                       "dead": self._dead_functions()}, timeout=WORKER_START_SECONDS)
         except (WorkerTimeout, WorkerDied) as exc:
             raise RuntimeError(f"the sandbox could not start a worker ({type(exc).__name__})") from None
         if not hello["ok"]:  # the fields of every answer are checked (codec.check_answer)
@@ -180,6 +181,28 @@ class StudentCode:
                 if not worker.alive:  # that cell hung or killed the worker: skip it from now on
                     return self._spawn()
         return worker
+
+    def _dead_functions(self) -> dict[str, list]:
+        """``{id: [function, died at import]}`` of the exercises that hung, ran out of memory or
+        crashed: a new worker puts a stand-in that raises at once in their place
+        (``worker.DeadExercises``), so calling them from another exercise costs nothing."""
+        return {e.id: [e.function, e.id in self.dead_at_import]
+                for e in self.course.exercises if isinstance(self.dead.get(e.id), LOST_FAULTS)}
+
+    def _error_fault(self, exercise: Exercise, error: Any, op: str) -> faults.StudentFault:
+        """The fault of an error the worker reported: ``dead`` (the student's code called the
+        stand-in of an exercise lost earlier) gets that exercise's status, in words."""
+        named = text_field(error, "exercise", 80) if text_field(error, "kind", 40) == "dead" else None
+        other = next((e for e in self.course.exercises if e.id == named), None)
+        if other is None or other.id not in self.dead:
+            return describe_error(exercise, error, op, self.course.policy.allowed_imports, self._notebook())
+        fault = self.dead[other.id]
+        why = {faults.TimeoutFault: f"did not finish within {other.time_limit:g} s",
+               faults.MemoryFault: "ran out of memory",
+               faults.CrashFault: "ended the Python process"}.get(type(fault), "was stopped")
+        when = "while being imported" if op == "load" else "during this call"
+        return type(fault)(f"{exercise.function} called {other.function} {when}, and {other.function} {why} in an "
+                           f"earlier test of this submission, so it was not run again. Fix {other.function} first.")
 
     def _run_cell(self, worker: WorkerProcess, index: int) -> None:
         """Run one notebook cell (again in every new worker: its time counts in the budget)."""
@@ -344,8 +367,7 @@ class StudentCode:
             for index, (answer, out, digest) in enumerate(worker.pipeline(chained, self._answer_time(exercise))):
                 if stopped:
                     continue  # past the first unexpected answer: "skipped", read to keep the channel in step
-                fault = None if answer["ok"] else describe_error(exercise, answer["error"], "call",
-                                                            self.course.policy.allowed_imports, self._notebook())
+                fault = None if answer["ok"] else self._error_fault(exercise, answer["error"], "call")
                 replies.append(Reply(None if fault else answer, out, fault, digest))
                 stopped = digest != steps[index][2]
         except (WorkerTimeout, WorkerDied) as exc:
@@ -371,10 +393,11 @@ class StudentCode:
         except (WorkerTimeout, WorkerDied) as exc:
             fault = self._lost_worker_fault(exercise, exc)
             self.dead[exercise.id] = fault
+            if request["op"] == "load":
+                self.dead_at_import.add(exercise.id)
             return _lost(fault)
         if not answer.get("ok"):
-            fault = describe_error(exercise, answer.get("error") or {}, request["op"], self.course.policy.allowed_imports,
-                              self._notebook())
+            fault = self._error_fault(exercise, answer.get("error") or {}, request["op"])
             return Reply(None, [], fault, worker.last_digest)
         return Reply(answer, out, None, worker.last_digest)
 
@@ -542,6 +565,9 @@ class StudentCode:
         if self.cgroup is None or not self.cgroup.dirs:  # the zygote creates them at the slot's first fork
             self.cgroup = cgroups.Slot.existing(int(self.plan["uid"]))
         return self.cgroup if self.cgroup.dirs else None
+
+
+LOST_FAULTS = (faults.TimeoutFault, faults.MemoryFault, faults.CrashFault)
 
 
 def _forbidden(violations: list[Violation], path: str | None = None) -> faults.StudentFault | None:

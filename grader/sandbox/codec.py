@@ -416,7 +416,7 @@ def _parse_header(blob: bytearray) -> dict:
 
 # Each text field of a worker's error report, with its longest allowed length.
 ERROR_TEXT = {"kind": 40, "type": MAX_TEXT, "message": MAX_TEXT, "module": MAX_KEY, "file": MAX_TEXT,
-              "code": MAX_TEXT, "kernel": MAX_KEY, "traceback": MAX_TEXT}
+              "code": MAX_TEXT, "kernel": MAX_KEY, "traceback": MAX_TEXT, "exercise": MAX_KEY}
 ERROR_FIELDS = {*ERROR_TEXT, "line", "available"}
 ANSWER_TREES = {"value", "inputs", "grads"}
 MAX_PROTECTIONS = 64

@@ -38,9 +38,11 @@ class StudentModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     For a notebook, every ``exercises.<name>`` is the notebook's namespace.
     """
 
-    def __init__(self, sources: dict[str, tuple[str, str]], notebook: types.ModuleType | None):
+    def __init__(self, sources: dict[str, tuple[str, str]], notebook: types.ModuleType | None,
+                 dead: "DeadExercises | None" = None):
         self.sources = sources  # module name -> (path shown in tracebacks, source text)
         self.notebook = notebook
+        self.dead = dead or DeadExercises({})
 
     def find_spec(self, fullname, path=None, target=None):
         top = fullname.partition(".")[0]
@@ -69,10 +71,52 @@ class StudentModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if module.__name__ == PACKAGE:
             module.__path__ = []
             return
-        display, text = self.sources[module.__name__.rpartition(".")[2]]
+        name = module.__name__.rpartition(".")[2]
+        display, text = self.sources[name]
         module.__file__ = display
+        if self.dead.at_import(name):  # its import hung or crashed: not run again
+            module.__getattr__ = self.dead.stub(name)
+            return
         remember_source(display, text)
         exec(compile(text, display, "exec", dont_inherit=True), module.__dict__)
+        self.dead.replace(name, module.__dict__)
+
+
+class DeadFunction(Exception):
+    """Student code called the function of an exercise that hung, ran out of memory or
+    crashed earlier in this submission (raised by its stand-in, see ``DeadExercises``)."""
+
+
+class DeadExercises:
+    """The exercises whose function hung, ran out of memory or crashed in an earlier worker of
+    this submission: ``{id: [function, died at import]}`` from the grader's ``init``.
+
+    Their function is replaced by a stand-in that raises at once, so an exercise that calls
+    it (attention calling the student's softmax) fails in microseconds instead of costing
+    its time limit again: a hang costs its time once per submission. A module whose import
+    hung is not run again at all: any name taken from it raises.
+    """
+
+    def __init__(self, dead: dict):
+        self.dead = {str(k): (str(v[0]), bool(v[1])) for k, v in dict(dead).items()}
+        self.hit: str | None = None  # the dead exercise the current call reached, caught or not
+
+    def at_import(self, exercise: str) -> bool:
+        return exercise in self.dead and self.dead[exercise][1]
+
+    def stub(self, exercise: str):
+        def dead(*_args, **_kwargs):
+            if self.hit is None:
+                self.hit = exercise
+            raise DeadFunction(f"{exercise} was stopped earlier in this submission")
+        return dead
+
+    def replace(self, exercise: str, namespace: dict) -> None:
+        """Put the stand-in where ``namespace`` (a module's, or the notebook's) holds the
+        function of ``exercise`` (every exercise, for a notebook, when ``exercise`` is None)."""
+        for name, (function, _) in self.dead.items():
+            if (exercise is None or name == exercise) and callable(namespace.get(function)):
+                namespace[function] = self.stub(name)
 
 
 def remember_source(display: str, text: str) -> None:
@@ -165,7 +209,8 @@ class Worker:
         self.student_files.update(path for path, _ in self.sources.values())
         self.notebook = notebook
         self.cells = init.get("notebook") or []
-        sys.meta_path.insert(0, StudentModules(self.sources, notebook))
+        self.dead = DeadExercises(init.get("dead") or {})
+        sys.meta_path.insert(0, StudentModules(self.sources, notebook, self.dead))
         self.functions: dict[str, Any] = {}
         self.banned_kernels: dict[str, frozenset[str]] = {}
         self.bans = KernelBans(self.student_files)
@@ -179,7 +224,10 @@ class Worker:
         name = f"<cell {index + 1}>"
         source = self.cells[index]
         remember_source(name, source)
-        exec(compile(source, name, "exec", dont_inherit=True), self.notebook.__dict__)
+        try:
+            exec(compile(source, name, "exec", dont_inherit=True), self.notebook.__dict__)
+        finally:
+            self.dead.replace(None, self.notebook.__dict__)  # a cell defining a dead function
         return {"ok": True}
 
     def load(self, request: dict, _tensors) -> dict:
@@ -211,6 +259,8 @@ class Worker:
             result = fn(*args, **kwargs)
         if self.bans.hit is not None:
             return {"ok": False, "error": self.bans.hit}, []
+        if self.dead.hit is not None:
+            return {"ok": False, "error": {"kind": "dead", "exercise": self.dead.hit}}, []
         out: list[torch.Tensor] = []
         answer = {"ok": True, "value": codec.encode_value(result, out)}
         if request.get("return_inputs"):
@@ -308,6 +358,7 @@ class Worker:
 
     def _handle(self, request: dict, tensors: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
         handlers = {"run_cell": self.run_cell, "load": self.load, "call": self.call}
+        self.dead.hit = None
         try:
             answer = handlers[request["op"]](request, tensors)
             return answer if isinstance(answer, tuple) else (answer, [])
@@ -316,6 +367,8 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit included
             if self.bans.hit is not None:  # a banned operator's refusal, wrapped in another error
                 return {"ok": False, "error": self.bans.hit}, []
+            if self.dead.hit is not None:  # a dead exercise's stand-in, wrapped in another error
+                return {"ok": False, "error": {"kind": "dead", "exercise": self.dead.hit}}, []
             return {"ok": False, "error": self.describe(exc)}, []
         finally:
             _flush_output()  # what it printed reaches the grader before the answer does
