@@ -11,7 +11,8 @@ end of its output pipe) -> ``{"pid": N}`` (as root with ``isolate``: the worker 
 of a new PID namespace, in its uid's memory and pids cgroups); ``{"op": "reap", "pid": N}`` ->
 ``{"status": "exit 0" | "signal 9"}``; ``{"op": "release", "pid": N}`` (no answer): reap it
 whenever it is gone, for a worker the grader killed and need not wait for; ``{"op": "link"}`` with one descriptor opens
-another control link (one per parallel slot); ``{"op": "sweep", "uid": U}`` (as root) kills every
+another control link (one per parallel slot), served by a fork server of its own that moves
+itself into its slot's cgroups once, so that each of its workers is born there; ``{"op": "sweep", "uid": U}`` (as root) kills every
 process of that uid, a ``setsid()`` grandchild included -> ``{"swept": true}``. EOF on the
 control socket: kill the workers, exit.
 """
@@ -23,6 +24,8 @@ import select
 import signal
 import socket
 import sys
+import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -110,7 +113,16 @@ def _sweep(uid: int) -> None:
     """
     if os.geteuid() != 0 or uid <= 0:
         return
-    if uid not in _reapers:
+    _start_reaper(uid)
+    _, channel = _reapers[uid]
+    channel.sendall(b"k")
+    channel.recv(1)
+
+
+def _start_reaper(uid: int) -> None:
+    """The uid's reaper, forked now if not yet (a link server does it before it enters the
+    slot's cgroups: a pids cgroup full of a fork bomb must not stop the reaper's fork)."""
+    if os.geteuid() == 0 and uid > 0 and uid not in _reapers:
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -118,9 +130,6 @@ def _sweep(uid: int) -> None:
             _reaper(uid, theirs)  # never returns
         theirs.close()
         _reapers[uid] = (pid, ours)
-    _, channel = _reapers[uid]
-    channel.sendall(b"k")
-    channel.recv(1)
 
 
 def _reaper(uid: int, channel: socket.socket) -> None:
@@ -143,9 +152,34 @@ def _reaper(uid: int, channel: socket.socket) -> None:
 
 _pid_namespaces: harden.PidNamespaces | None = None
 _slots: dict[int, cgroups.Slot] = {}  # uid -> its cgroups
+_link_server = False  # this process serves one slot's link, from inside the slot's cgroups
+_inside: int | None = None  # the uid whose cgroups this link server is in
 
 
-def _fork_worker(request: dict, fds: list[int], links: list[socket.socket], on_full: Callable[[], None]) -> int:
+def _enter_slot(uid: int) -> None:
+    """Move this link server into the slot's cgroups (once per uid, not once per worker)."""
+    global _inside
+    if _inside == uid:
+        return
+    _start_reaper(uid)
+    if _inside is not None:
+        _slots[_inside].leave()
+        _inside = None
+    _slots[uid].enter()
+    _inside = uid
+
+
+def _first_for_the_oom_killer() -> None:
+    """A worker is the first process the OOM killer picks, in its slot's memory cgroup (which
+    also holds the slot's link server) and on the machine. Raising one's own score needs no
+    privilege; lowering the server's would (CAP_SYS_RESOURCE, which a container may lack)."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    except OSError:
+        pass
+
+
+def _fork_worker(request: dict, fds: list[int], link: socket.socket, on_full: Callable[[], None]) -> int:
     """Fork a worker on the descriptors ``fds`` (its channel, its output); as root, in a PID
     namespace of its own and in its slot's cgroups, both before it reads a byte of the
     submission (it waits for the grader's ``init``, sent only once this answers)."""
@@ -156,15 +190,26 @@ def _fork_worker(request: dict, fds: list[int], links: list[socket.socket], on_f
     uid = int(request.get("uid") or 0)
     if isolate and uid and uid not in _slots:
         _slots[uid] = cgroups.Slot.create(uid, int(request["memory_bytes"]), int(request["processes"]))
+    # A link server forks inside the slot's cgroups (the worker is born there); the zygote,
+    # for its main link, moves each worker in after the fork.
+    inside = bool(_link_server and isolate and uid and _slots[uid].dirs)
+    if inside:
+        _enter_slot(uid)
     me = os.getpid()
     try:
         if isolate:
             _pid_namespaces.for_next_child()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BlockingIOError:
+            if not inside:
+                raise
+            on_full()  # the pids cgroup full of killed workers not yet reaped: reap them, once
+            pid = os.fork()
         if pid == 0:
-            for other in links:
-                other.close()
+            link.close()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _first_for_the_oom_killer()
             worker.main(fds[0], fds[1], parent=me)  # never returns
     finally:
         if isolate:
@@ -172,7 +217,9 @@ def _fork_worker(request: dict, fds: list[int], links: list[socket.socket], on_f
         for fd in fds:
             os.close(fd)
     try:
-        if isolate and uid:
+        if inside:
+            _slots[uid].reset_peak()
+        elif isolate and uid:
             try:
                 _slots[uid].join(pid)
             except OSError:  # the pids cgroup full of killed workers not yet reaped: reap them, once
@@ -198,13 +245,62 @@ def _wait_for_released(released: dict[int, bool], children: set[int], *, heavy_o
         children.discard(pid)
 
 
-def serve(main_link: socket.socket) -> None:
-    """Answer requests on every link until the grader closes the main one.
+_link_servers: set[int] = set()
+LINK_SERVER_EXIT_SECONDS = 10.0
 
-    Each parallel grading slot has its own link (``{"op": "link"}`` with one descriptor adds
-    one), so requests and answers never interleave; a single thread answers them in turn.
+
+def _start_link_server(link: socket.socket, main_link: socket.socket) -> None:
+    """Fork a server for a slot's new ``link``: it serves that link alone, until its EOF."""
+    global _link_server
+    zygote = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            main_link.close()
+            for _pid, channel in _reapers.values():
+                channel.close()  # the zygote's reapers; this server starts its own
+            _reapers.clear()
+            _slots.clear()
+            _link_servers.clear()
+            _link_server = True
+            harden.watch_parent(zygote)  # a killed zygote takes its servers (and their workers) along
+            serve(link)
+        except BaseException:  # noqa: BLE001 - a broken server ends; its slot sees its link close
+            traceback.print_exc()  # for staff, on the grader's stderr
+            code = 1
+        finally:
+            os._exit(code)
+    link.close()
+    _link_servers.add(pid)
+
+
+def _end_link_servers() -> None:
+    """Wait for the link servers (each ends at its link's EOF), then kill any still there."""
+    deadline = time.monotonic() + LINK_SERVER_EXIT_SECONDS
+    while _link_servers and time.monotonic() < deadline:
+        for pid in list(_link_servers):
+            try:
+                gone = os.waitpid(pid, os.WNOHANG)[0] == pid
+            except ChildProcessError:
+                gone = True
+            if gone:
+                _link_servers.discard(pid)
+        if _link_servers:
+            time.sleep(0.01)
+    for pid in _link_servers:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    _link_servers.clear()
+
+
+def serve(link: socket.socket) -> None:
+    """Answer requests on the link until the grader closes it.
+
+    In the zygote this is the main link; each parallel grading slot has a link of its own
+    (``{"op": "link"}`` with one descriptor adds one), served by a forked copy of this loop
+    (``_start_link_server``), so that slots never wait for each other's forks.
     """
-    links = [main_link]
     children: set[int] = set()
     released: dict[int, bool] = {}  # killed workers nobody waits for -> heavy; reaped here once gone
     try:
@@ -217,47 +313,43 @@ def serve(main_link: socket.socket) -> None:
                 if gone:
                     del released[pid]
                     children.discard(pid)
-            ready, _, _ = select.select(links, [], [], 0.5 if released else None)
-            for link in ready:
+            if not select.select([link], [], [], 0.5 if released else None)[0]:
+                continue
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(link, 4096, 4)
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                return
+            request = json.loads(data)
+            op = request["op"]
+            if op == "link":
+                _start_link_server(socket.socket(fileno=fds[0]), link)
+                link.send(b'{"linked": true}')
+            elif op == "fork":
                 try:
-                    data, fds, _flags, _addr = socket.recv_fds(link, 4096, 4)
-                except OSError:
-                    data, fds = b"", []
-                if not data:
-                    if link is main_link:
-                        return
-                    links.remove(link)
-                    link.close()
+                    _wait_for_released(released, children)
+                    pid = _fork_worker(request, fds, link,
+                                       lambda: _wait_for_released(released, children, heavy_only=False))
+                except Exception as exc:  # noqa: BLE001 - say why, keep serving
+                    link.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode())
                     continue
-                request = json.loads(data)
-                op = request["op"]
-                if op == "link":
-                    links.append(socket.socket(fileno=fds[0]))
-                    link.send(b'{"linked": true}')
-                elif op == "fork":
-                    try:
-                        _wait_for_released(released, children)
-                        pid = _fork_worker(request, fds, links,
-                                           lambda: _wait_for_released(released, children, heavy_only=False))
-                    except Exception as exc:  # noqa: BLE001 - say why, keep serving the other slots
-                        link.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500]}).encode())
-                        continue
-                    children.add(pid)
-                    link.send(json.dumps({"pid": pid}).encode())
-                elif op == "reap":
-                    pid = request["pid"]
-                    try:
-                        _, status = os.waitpid(pid, 0)
-                        answer = _status(status)
-                    except ChildProcessError:
-                        answer = "unknown"
-                    children.discard(pid)
-                    link.send(json.dumps({"status": answer}).encode())
-                elif op == "release":  # no answer: the grader does not wait for it
-                    released[request["pid"]] = _private_bytes(request["pid"]) > HEAVY_BYTES
-                elif op == "sweep":
-                    _sweep(int(request["uid"]))
-                    link.send(b'{"swept": true}')
+                children.add(pid)
+                link.send(json.dumps({"pid": pid}).encode())
+            elif op == "reap":
+                pid = request["pid"]
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    answer = _status(status)
+                except ChildProcessError:
+                    answer = "unknown"
+                children.discard(pid)
+                link.send(json.dumps({"status": answer}).encode())
+            elif op == "release":  # no answer: the grader does not wait for it
+                released[request["pid"]] = _private_bytes(request["pid"]) > HEAVY_BYTES
+            elif op == "sweep":
+                _sweep(int(request["uid"]))
+                link.send(b'{"swept": true}')
     finally:
         for pid in children:
             try:
@@ -273,8 +365,14 @@ def serve(main_link: socket.socket) -> None:
                 os.waitpid(pid, 0)  # a cgroup can be removed only once its processes are gone
             except ChildProcessError:
                 pass
+        if _inside is not None:
+            try:
+                _slots[_inside].leave()  # a cgroup holding this process cannot be removed
+            except OSError:
+                pass
         for slot in _slots.values():
             slot.remove()
+        _end_link_servers()
 
 
 def main() -> None:
