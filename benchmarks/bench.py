@@ -1,10 +1,12 @@
 """Benchmark: grade a generated class with the full hidden suite and the full sandbox.
 
 Prints submissions per second, p50/p95 latency per submission, the peak memory (PSS) of
-the whole process tree, the same figures for one student `check`, and the naive way (a
-fresh `python -m pytest` process per submission) on a few of the same submissions.
+the whole process tree, where the slots' time went by kind of submission (correct, wrong,
+hostile), one submission graded from the shell beside a bare `import torch`, one student
+`check`, and, on a few of the same submissions, the naive way (a fresh `python -m pytest`
+process per submission) and otter-grader's `otter run` of the same notebook, with the ratios.
 
-    python benchmarks/bench.py [--size 500] [--jobs 2] [--naive 4]
+    python benchmarks/bench.py [--size 500] [--jobs 2] [--naive 4] [--otter 2]
 """
 from __future__ import annotations
 
@@ -60,23 +62,28 @@ HOSTILE = {
 }
 
 
-def make_class(folder: Path, size: int, seed: int = 0) -> None:
+def make_class(folder: Path, size: int, seed: int = 0) -> dict[str, str]:
     """About 60 % correct, 37 % with one or two classic mistakes, a few hostile ones; each
-    correct exercise is the reference or one of the other correct spellings, at random."""
+    correct exercise is the reference or one of the other correct spellings, at random.
+    Returns each submission's kind: "correct", "wrong" or "hostile"."""
     rng = random.Random(seed)
     reference = {i: (ROOT / "solutions" / f"{i}.py").read_text() for i in IDS}
+    kinds = {}
     for n in range(size):
         files = {i: rng.choice([reference[i], *CORRECT[i]]) for i in IDS}
-        roll = rng.random()
+        roll, kind = rng.random(), "correct"
         if roll < 0.03:
-            files["softmax"] = rng.choice(HOSTILE["softmax"])
+            files["softmax"], kind = rng.choice(HOSTILE["softmax"]), "hostile"
         elif roll < 0.40:
             for exercise in rng.sample(list(WRONG), rng.choice([1, 2])):
                 files[exercise] = rng.choice(WRONG[exercise])
+            kind = "wrong"
         target = folder / f"student{n:04d}"
         target.mkdir(parents=True)
         for name, text in files.items():
             (target / f"{name}.py").write_text(text)
+        kinds[target.name] = kind
+    return kinds
 
 
 def tree_pss(root_pid: int) -> int:
@@ -121,6 +128,49 @@ def run_measured(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[fl
     return wall, peak[0], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def median_wall(cmd: list[str], cwd: Path, runs: int = 3, env: dict | None = None) -> float:
+    walls = []
+    for _ in range(runs):
+        wall, _, proc = run_measured(cmd, cwd, env)
+        if proc.returncode:
+            sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        walls.append(wall)
+    return statistics.median(walls)
+
+
+def notebook_of(submission: Path, notebook: Path, target: Path) -> Path:
+    """The released notebook with each stub cell replaced by the submission's file (relative
+    imports dropped: a notebook is one namespace), as a student would hand it in."""
+    import re
+
+    import nbformat
+
+    functions = {"apply_weights": "apply_attention_weights"}
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        for exercise in IDS:
+            if cell.cell_type == "code" and f"def {functions.get(exercise, exercise)}(" in cell.source:
+                cell.source = re.sub(r"^from \.\w+ import \w+\n", "", (submission / f"{exercise}.py").read_text(), flags=re.M)
+    nbformat.write(nb, target)
+    return target
+
+
+def report_kinds(records: list[dict], kinds: dict[str, str], jobs: int) -> None:
+    """Where the slots' time went, per kind; and what the hostile ones alone cost in wall time."""
+    total = sum(r["seconds"] for r in records)
+    print("  slot time by kind of submission:")
+    for kind in ("correct", "wrong", "hostile"):
+        seconds = [r["seconds"] for r in records if kinds.get(Path(r["result"]["submission"]).name) == kind]
+        if seconds:
+            print(f"    {kind:8} {len(seconds):4} submissions, {sum(seconds):6.1f} slot-s ({100 * sum(seconds) / total:.0f} %), "
+                  f"p50 {1000 * percentile(seconds, 0.5):.0f} ms")
+    hostile = sum(r["seconds"] for r in records if kinds.get(Path(r["result"]["submission"]).name) == "hostile")
+    if hostile:
+        print(f"  the hostile ones alone hold the {jobs} slots {hostile / jobs:.1f} s (a hang or a memory bomb uses "
+              f"its time limit of CPU): at most {len(records) / (hostile / jobs):.0f} submissions/s on this class, "
+              f"even if all else took no time")
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -131,11 +181,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=500)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--naive", type=int, default=4, help="submissions graded the naive way, for the ratio")
+    parser.add_argument("--otter", type=int, default=2, help="notebooks graded by `otter run` and by us, for the ratio")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grader-bench-"))
     try:
         klass = work / "class"
-        make_class(klass, args.size)
+        kinds = make_class(klass, args.size)
         out = work / "grades.json"
         wall, peak, proc = run_measured([PY, "-m", "grader", "grade", str(klass), "--jobs", str(args.jobs),
                                          "--format", "json", "--out", str(out), "--results", f"{out}.jsonl"], ROOT)
@@ -152,6 +203,15 @@ def main() -> None:
         print(f"  latency per submission: p50 {1000 * percentile(latency, 0.5):.0f} ms, "
               f"p95 {1000 * percentile(latency, 0.95):.0f} ms")
         print(f"  peak memory (PSS of the whole tree): {peak / 2**20:.0f} MiB")
+        report_kinds(records, kinds, args.jobs)
+
+        # One submission from the shell, against a bare torch import plus its own test time.
+        one = next(r for r in records if kinds[Path(r["result"]["submission"]).name] == "correct")
+        single = median_wall([PY, "-m", "grader", "grade", str(klass / one["result"]["submission"]), "--format", "json",
+                              "--out", str(work / "one.json")], ROOT)
+        bare = median_wall([PY, "-c", "import torch"], ROOT)
+        print(f"one submission from the shell: {single:.2f} s (median of 3); `python -c \"import torch\"` {bare:.2f} s, "
+              f"its tests {one['seconds']:.2f} s in the batch -> {single / (bare + one['seconds']):.2f}x of the two")
 
         student = work / "student"
         shutil.copytree(ROOT / "solutions", student / "exercises")
@@ -175,8 +235,45 @@ def main() -> None:
         print(f"naive (a fresh `python -m pytest` per submission, {len(naive)} of them): "
               f"{per_naive:.2f} s each -> {1 / per_naive:.2f} submissions/s")
         print(f"ratio: the batch grader is {per_naive / per_batch:.0f}x faster per submission")
+        if args.otter:
+            compare_with_otter(work, klass, args.otter, per_batch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_with_otter(work: Path, klass: Path, count: int, per_batch: float) -> None:
+    """The same notebooks through otter-grader's `otter run` (our autograder.zip, no Docker)
+    and through our `grade`, one process each."""
+    otter = shutil.which("otter", path=str(Path(PY).parent))
+    if otter is None:
+        print("otter: not installed (pip install -e '.[lms]'), no comparison")
+        return
+    assignment = work / "otter"
+    proc = subprocess.run([PY, "-m", "grader", "otter", "--out", str(assignment)], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    student = next((assignment / "student").glob("*.ipynb"))
+    names = sorted(p.name for p in klass.iterdir())[:count]
+    notebooks = [notebook_of(klass / name, student, work / f"{name}.ipynb") for name in names]
+    theirs, ours = [], []
+    for notebook in notebooks:
+        out = work / f"otter-{notebook.stem}"
+        out.mkdir()
+        wall, _, proc = run_measured([otter, "run", "--no-logo", "-a", str(assignment / "autograder.zip"),
+                                      "-o", str(out), str(notebook)], work)
+        if proc.returncode:
+            sys.exit(proc.stdout[-2000:] + proc.stderr[-2000:])
+        theirs.append(wall)
+        wall, _, proc = run_measured([PY, "-m", "grader", "grade", str(notebook), "--format", "json",
+                                      "--out", str(work / f"{notebook.stem}.json")], ROOT)
+        ours.append(wall)
+        their_score = sum(t["score"] for t in json.loads((out / "results.json").read_text())["tests"])
+        our_score = json.loads((work / f"{notebook.stem}.json").read_text())["submissions"][0]["score"]
+        if abs(their_score - our_score) > 1e-6:
+            sys.exit(f"{notebook.name}: otter run gave {their_score}, our grade {our_score}")
+    print(f"otter run of the same notebook ({len(notebooks)} of them, our autograder.zip, the same scores): "
+          f"{statistics.median(theirs):.2f} s each; our grade of it from the shell {statistics.median(ours):.2f} s; "
+          f"the batch grader is {statistics.median(theirs) / per_batch:.0f}x faster per submission than otter run")
 
 
 if __name__ == "__main__":
