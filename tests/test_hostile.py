@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT, by_name, exercise_scores, grade_json, make_submission, max_scores, scan_off_course
 from grader.sandbox import cgroups
@@ -182,6 +184,17 @@ def test_the_sandbox_alone_contains_the_case(sandbox_only, reference_report, cas
     and 0 there, and full marks everywhere else?"""
     exercise, _, allowed = CASES[case]
     assert_costs_only_its_exercise(sandbox_only["results"][case], exercise, allowed, reference_report)
+
+
+def test_a_memory_bomb_is_told_as_memory_in_words_that_do_not_depend_on_load(hostile):
+    """Is a list growing without end reported as memory (not as an infinite loop), in words
+    that hold no figure but the course's limits? How far memory grows before the time limit
+    depends on the machine's load, and the same submission must get the same message."""
+    submission = hostile["results"]["list_memory_bomb"]
+    text = " ".join(t["message"] for e in submission["exercises"] if e["id"] == "softmax" for t in e["tests"])
+    limit = yaml.safe_load((ROOT / "course.yaml").read_text())["sandbox"]["memory_mb"]
+    assert "memory" in text and "infinite loop" not in text, text
+    assert set(re.findall(r"(\d+) MiB", text)) <= {str(limit), str(limit // 4)}, text
 
 
 def test_the_scan_names_the_line_and_the_fix(hostile):

@@ -31,7 +31,7 @@ from .worker_errors import cell_error, describe_error, text_field
 WORKER_START_SECONDS = 10.0
 MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
 MEMORY_NEAR_LIMIT = 0.75  # a worker that hung with this share of memory_mb in use: a memory bomb
-MEMORY_GROWING = 0.25     # ... this share: its timeout message says how far its memory grew
+MEMORY_GROWING = 0.25     # ... this share: its timeout message says its memory kept growing
 SLOT_WORKERS = 4  # workers a slot's pids cgroup makes room for (see _placement)
 CGROUP_HEADROOM_BYTES = 256 << 20  # above RLIMIT_DATA: the worker's share of torch's pages, page tables
 
@@ -532,8 +532,11 @@ class StudentCode:
             slot = self._slot()
             peak = slot.peak_bytes() >> 20 if slot is not None else 0
             limit = int(self.course.sandbox.memory_mb)
+            # The threshold, not the peak: how far memory grows in the time limit depends on the
+            # machine's load, and a grade must not (the same submission, the same words).
             why = ("an infinite loop, or a very slow computation?" if peak < MEMORY_GROWING * limit else
-                   f"its memory grew to {peak} MiB of the {limit} MiB allowed: a list or tensor that keeps growing?")
+                   f"its memory kept growing, past {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB allowed: "
+                   "a list or tensor that keeps growing?")
             fault: faults.StudentFault = faults.TimeoutFault(
                 f"{name} did not finish within {exercise.time_limit:g} s ({why}). "
                 "The remaining tests of this exercise were not run.")
