@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: setup demo test bench gpu-check clean
+.PHONY: setup demo test bench bench-shards gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -22,9 +22,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# Grades a generated class of 500 and prints throughput, latency, memory and the naive ratio.
+# Grades a generated class of 500 and prints throughput, latency, memory, where the time went,
+# one submission from the shell, and the ratios to the naive way and to otter run.
 bench: setup
 	$(PY) benchmarks/bench.py --size 500 --jobs 2
+
+# A class of 5,000 graded whole, then in 4 shards one after another, merged and compared.
+bench-shards: setup
+	$(PY) benchmarks/shards.py --size 5000 --shards 4 --jobs 2
 
 # On a GPU machine: the reference, the sample class and the device-bug submissions on CUDA.
 gpu-check: setup

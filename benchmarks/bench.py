@@ -223,18 +223,18 @@ def main() -> None:
         print(f"check (cold): wall {statistics.median(c[0] for c in checks):.2f} s (median of 3, from the shell, "
               f"torch import included), peak memory {max(c[1] for c in checks) / 2**20:.0f} MiB")
 
-        naive = []
-        names = sorted(p.name for p in klass.iterdir())[: args.naive]
-        for name in names:
-            env = dict(os.environ, GRADER_SUBMISSION=str(klass / name))
-            wall_one, _, proc = run_measured([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                                              str(ROOT / "grader" / "suites")], ROOT, env)
-            naive.append(wall_one)
-        per_naive = statistics.median(naive)
         per_batch = wall / args.size
-        print(f"naive (a fresh `python -m pytest` per submission, {len(naive)} of them): "
-              f"{per_naive:.2f} s each -> {1 / per_naive:.2f} submissions/s")
-        print(f"ratio: the batch grader is {per_naive / per_batch:.0f}x faster per submission")
+        if args.naive:
+            naive = []
+            for name in sorted(p.name for p in klass.iterdir())[: args.naive]:
+                env = dict(os.environ, GRADER_SUBMISSION=str(klass / name))
+                wall_one, _, proc = run_measured([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                                                  str(ROOT / "grader" / "suites")], ROOT, env)
+                naive.append(wall_one)
+            per_naive = statistics.median(naive)
+            print(f"naive (a fresh `python -m pytest` per submission, {len(naive)} of them): "
+                  f"{per_naive:.2f} s each -> {1 / per_naive:.2f} submissions/s")
+            print(f"ratio: the batch grader is {per_naive / per_batch:.0f}x faster per submission")
         if args.otter:
             compare_with_otter(work, klass, args.otter, per_batch)
     finally:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IDS, ROOT, run_grader
+from grader.sandbox import cgroups
 
 EXAMPLES = ROOT / "examples" / "submissions"
 FAST = ["alice", "bob.zip", "carol.ipynb", "dave", "erin", "frank", "grace", "ivan"]  # heidi (a hang) is slow
@@ -49,6 +50,24 @@ def clean(klass, tmp_path_factory) -> dict:
 def scores(document: dict) -> dict[str, dict]:
     """Everything but the submission's path, by name (a batch child is named after itself)."""
     return {s["submission"]: {k: v for k, v in s.items() if k != "submission"} for s in document["submissions"]}
+
+
+@pytest.mark.skipif(not cgroups.available(), reason="no writable memory and pids cgroup controllers here")
+def test_two_slots_run_their_workers_in_cgroups_and_leave_none(klass, tmp_path):
+    """With two slots (each a fork server in its slot's cgroups), does every worker report the
+    cgroup limits among its protections, and is no slot cgroup left once the grade is over?"""
+    def slot_cgroups() -> set[Path]:
+        return {p for home in cgroups._home_dirs().values() for p in (home / cgroups.GROUP).glob("uid-*")}
+
+    before = slot_cgroups()  # another grader running on this machine may hold some
+    out = tmp_path / "two.json"
+    grade(str(klass / "a_alice"), str(klass / "a_dave"), "--jobs", "2", "--format", "json", "--out", str(out),
+          "--results", str(tmp_path / "two.jsonl"))
+    records = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert any("cgroups" in line for line in record["protections"]), record["protections"]
+    assert slot_cgroups() <= before
 
 
 def test_batch_equals_one_by_one(clean, klass, tmp_path):

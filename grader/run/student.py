@@ -30,8 +30,7 @@ from .worker_errors import cell_error, describe_error, text_field
 
 WORKER_START_SECONDS = 10.0
 MAX_BLAME_QUESTIONS = 16  # reference calls the student's code may ask for in one blame rerun
-MEMORY_NEAR_LIMIT = 0.75  # a worker that hung with this share of memory_mb in use: a memory bomb
-MEMORY_GROWING = 0.25     # ... this share: its timeout message says its memory kept growing
+MEMORY_GROWING = 0.25  # a worker that hung with this share of memory_mb in use: a memory fault
 SLOT_WORKERS = 4  # workers a slot's pids cgroup makes room for (see _placement)
 CGROUP_HEADROOM_BYTES = 256 << 20  # above RLIMIT_DATA: the worker's share of torch's pages, page tables
 
@@ -529,17 +528,9 @@ class StudentCode:
         if isinstance(exc, WorkerTimeout) and self.deadline is not None and time.monotonic() >= self.deadline:
             return self._budget_fault()
         if isinstance(exc, WorkerTimeout):
-            slot = self._slot()
-            peak = slot.peak_bytes() >> 20 if slot is not None else 0
-            limit = int(self.course.sandbox.memory_mb)
-            # The threshold, not the peak: how far memory grows in the time limit depends on the
-            # machine's load, and a grade must not (the same submission, the same words).
-            why = ("an infinite loop, or a very slow computation?" if peak < MEMORY_GROWING * limit else
-                   f"its memory kept growing, past {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB allowed: "
-                   "a list or tensor that keeps growing?")
             fault: faults.StudentFault = faults.TimeoutFault(
-                f"{name} did not finish within {exercise.time_limit:g} s ({why}). "
-                "The remaining tests of this exercise were not run.")
+                f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
+                "computation?). The remaining tests of this exercise were not run.")
         else:
             how = {"exit 0": "exited (os._exit or a similar call?)"}.get(exc.status, f"ended ({exc.status})")
             fault = faults.CrashFault(f"the Python process running {name} {how} during this call"
@@ -548,18 +539,21 @@ class StudentCode:
         return fault
 
     def _memory_fault(self, exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.MemoryFault | None:
-        """A worker killed by its memory cgroup, or one that hung with its memory near the limit
-        (a list growing until the time limit), ran out of memory, and the student is told so."""
+        """A worker killed by its memory cgroup, or one that hung holding over ``MEMORY_GROWING``
+        of the memory allowed (a list growing until the time limit): one fault, in the same
+        words either way. How far a growing list gets before its time runs out depends on the
+        machine's load; the status and the words must not (the same submission, the same grade)."""
         slot = self._slot()
         if slot is None:
             return None
         limit = int(self.course.sandbox.memory_mb)
         killed = isinstance(exc, WorkerDied) and slot.oom_kills() > self.oom_kills_before
-        if killed or (isinstance(exc, WorkerTimeout) and slot.peak_bytes() >= MEMORY_NEAR_LIMIT * limit * 2**20):
+        growing = isinstance(exc, WorkerTimeout) and slot.peak_bytes() >= MEMORY_GROWING * limit * 2**20
+        if killed or growing:
             return faults.MemoryFault(
-                f"{exercise.function} used more memory than the {limit} MiB allowed (its process was stopped). "
-                "A tensor or list that keeps growing, or a huge intermediate result? The remaining tests of this "
-                "exercise were not run.")
+                f"{exercise.function} kept taking memory (over {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB "
+                "allowed) until its process was stopped. A tensor or list that keeps growing, or a huge intermediate "
+                "result? The remaining tests of this exercise were not run.")
         return None
 
     def _slot(self) -> "cgroups.Slot | None":

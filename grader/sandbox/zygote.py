@@ -126,7 +126,9 @@ def _start_reaper(uid: int) -> None:
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
-            ours.close()
+            # Only its channel: a descriptor of a worker being forked (a link server starts its
+            # reaper then) held here would keep that worker's channel open after it died.
+            harden.close_inherited_fds({0, 1, 2, theirs.fileno()})
             _reaper(uid, theirs)  # never returns
         theirs.close()
         _reapers[uid] = (pid, ours)
