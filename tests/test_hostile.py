@@ -195,6 +195,9 @@ def test_a_memory_bomb_is_told_as_memory_in_words_that_do_not_depend_on_load(hos
     limit = yaml.safe_load((ROOT / "course.yaml").read_text())["sandbox"]["memory_mb"]
     assert "memory" in text and "infinite loop" not in text, text
     assert set(re.findall(r"(\d+) MiB", text)) <= {str(limit), str(limit // 4)}, text
+    if HAS_CGROUPS:  # a MemoryError, the cgroup's kill and a timeout while growing: one status, one message
+        assert statuses(submission, "softmax") == {"memory"}
+        assert len({t["message"] for e in submission["exercises"] if e["id"] == "softmax" for t in e["tests"]}) == 1
 
 
 def test_the_scan_names_the_line_and_the_fix(hostile):

@@ -361,16 +361,22 @@ class StudentCode:
         self.chains += 1
         chained = [(dict(request, chain=self.chains, expect=expect.hex()), tensors) for request, tensors, expect in steps]
         replies: list[Reply] = []
-        stopped = False
+        stopped = out_of_memory = False
         try:
             for index, (answer, out, digest) in enumerate(worker.pipeline(chained, self._answer_time(exercise))):
                 if stopped:
                     continue  # past the first unexpected answer: "skipped", read to keep the channel in step
+                if not answer["ok"] and _out_of_memory(answer["error"]):
+                    replies.append(_lost(self._memory_fault_words(exercise)))  # dead once used, as in _exchange
+                    stopped = out_of_memory = True
+                    continue
                 fault = None if answer["ok"] else self._error_fault(exercise, answer["error"], "call")
                 replies.append(Reply(None if fault else answer, out, fault, digest))
                 stopped = digest != steps[index][2]
         except (WorkerTimeout, WorkerDied) as exc:
             replies.append(_lost(self._lost_worker_fault(exercise, exc)))
+        if out_of_memory:
+            worker.kill()
         return replies
 
     def _answer_time(self, exercise: Exercise):
@@ -390,15 +396,21 @@ class StudentCode:
         try:
             answer, out = worker.request(request, tensors, timeout=timeout)
         except (WorkerTimeout, WorkerDied) as exc:
-            fault = self._lost_worker_fault(exercise, exc)
-            self.dead[exercise.id] = fault
-            if request["op"] == "load":
-                self.dead_at_import.add(exercise.id)
-            return _lost(fault)
+            return self._lose(exercise, self._lost_worker_fault(exercise, exc), request["op"])
+        if not answer.get("ok") and _out_of_memory(answer.get("error")):
+            worker.kill()  # as if its memory cgroup had killed it: the same fault, the same end
+            return self._lose(exercise, self._memory_fault_words(exercise), request["op"])
         if not answer.get("ok"):
             fault = self._error_fault(exercise, answer.get("error") or {}, request["op"])
             return Reply(None, [], fault, worker.last_digest)
         return Reply(answer, out, None, worker.last_digest)
+
+    def _lose(self, exercise: Exercise, fault: faults.StudentFault, op: str) -> Reply:
+        """The exercise is dead from this call on (its worker hung, died or ran out of memory)."""
+        self.dead[exercise.id] = fault
+        if op == "load":
+            self.dead_at_import.add(exercise.id)
+        return _lost(fault)
 
     def _notebook(self) -> Submission | None:
         """The submission, when it is a notebook (its messages name cells, never a file)."""
@@ -540,21 +552,24 @@ class StudentCode:
 
     def _memory_fault(self, exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.MemoryFault | None:
         """A worker killed by its memory cgroup, or one that hung holding over ``MEMORY_GROWING``
-        of the memory allowed (a list growing until the time limit): one fault, in the same
-        words either way. How far a growing list gets before its time runs out depends on the
-        machine's load; the status and the words must not (the same submission, the same grade)."""
+        of the memory allowed (a list growing until the time limit): out of memory."""
         slot = self._slot()
         if slot is None:
             return None
         limit = int(self.course.sandbox.memory_mb)
         killed = isinstance(exc, WorkerDied) and slot.oom_kills() > self.oom_kills_before
         growing = isinstance(exc, WorkerTimeout) and slot.peak_bytes() >= MEMORY_GROWING * limit * 2**20
-        if killed or growing:
-            return faults.MemoryFault(
-                f"{exercise.function} kept taking memory (over {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB "
-                "allowed) until its process was stopped. A tensor or list that keeps growing, or a huge intermediate "
-                "result? The remaining tests of this exercise were not run.")
-        return None
+        return self._memory_fault_words(exercise) if killed or growing else None
+
+    def _memory_fault_words(self, exercise: Exercise) -> faults.MemoryFault:
+        """One fault for every way a function runs out of memory: its ``MemoryError``, its memory
+        cgroup's kill, its time running out while it held over ``MEMORY_GROWING`` of the limit.
+        Which of these comes first depends on the machine's speed and load; the grade must not."""
+        limit = int(self.course.sandbox.memory_mb)
+        return faults.MemoryFault(
+            f"{exercise.function} kept taking memory (over {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB "
+            "allowed) and was stopped. A tensor or list that keeps growing, or a huge intermediate result? "
+            "The remaining tests of this exercise were not run.")
 
     def _slot(self) -> "cgroups.Slot | None":
         if "uid" not in self.plan:
@@ -565,6 +580,16 @@ class StudentCode:
 
 
 LOST_FAULTS = (faults.TimeoutFault, faults.MemoryFault, faults.CrashFault)
+OUT_OF_MEMORY = {"MemoryError", "OutOfMemoryError"}  # Python's, torch's; and torch's CPU allocator's words:
+ALLOCATOR_FAILED = "can't allocate memory"
+
+
+def _out_of_memory(error: Any) -> bool:
+    """Whether a worker's error report (untrusted: at worst a student loses their own exercise)
+    says the student's code ran out of memory."""
+    if text_field(error, "kind", 40) != "exception":
+        return False
+    return text_field(error, "type", 60) in OUT_OF_MEMORY or ALLOCATOR_FAILED in text_field(error, "message", 300)
 
 
 def _forbidden(violations: list[Violation], path: str | None = None) -> faults.StudentFault | None:
