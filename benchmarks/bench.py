@@ -166,9 +166,9 @@ def report_kinds(records: list[dict], kinds: dict[str, str], jobs: int) -> None:
                   f"p50 {1000 * percentile(seconds, 0.5):.0f} ms")
     hostile = sum(r["seconds"] for r in records if kinds.get(Path(r["result"]["submission"]).name) == "hostile")
     if hostile:
-        print(f"  the hostile ones alone hold the {jobs} slots {hostile / jobs:.1f} s (a hang or a memory bomb uses "
-              f"its time limit of CPU): at most {len(records) / (hostile / jobs):.0f} submissions/s on this class, "
-              f"even if all else took no time")
+        print(f"  the hostile ones alone hold the {jobs} slots {hostile / jobs:.1f} s (a hang burns its whole time limit "
+              f"of CPU, a memory bomb the time to fill memory_mb): at most {len(records) / (hostile / jobs):.0f} "
+              f"submissions/s on this class, even if all else took no time")
 
 
 def percentile(values: list[float], q: float) -> float:
