@@ -70,6 +70,8 @@ def _warm_up() -> None:
         pass
     bans.enforce(frozenset())
     vjp([(y, torch.ones_like(y))], [x])  # as workers compute gradients
+    if torch.backends.mkldnn.is_available():  # oneDNN's lazy set-up, once (a layout a student may reach)
+        torch.ones(1, 2, 1).to_mkldnn().to_dense()
 
 
 def _forget_repository() -> None:
@@ -163,10 +165,10 @@ def _enter_slot(uid: int) -> None:
     global _inside
     if _inside == uid:
         return
-    _start_reaper(uid)
     if _inside is not None:
         _slots[_inside].leave()
         _inside = None
+    _start_reaper(uid)  # from outside any slot's cgroups
     _slots[uid].enter()
     _inside = uid
 
@@ -251,6 +253,14 @@ _link_servers: set[int] = set()
 LINK_SERVER_EXIT_SECONDS = 10.0
 
 
+def _gone(pid: int) -> bool:
+    """Whether the child ``pid`` has ended (and is reaped now), without waiting."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
+
+
 def _start_link_server(link: socket.socket, main_link: socket.socket) -> None:
     """Fork a server for a slot's new ``link``: it serves that link alone, until its EOF."""
     global _link_server
@@ -281,13 +291,8 @@ def _end_link_servers() -> None:
     """Wait for the link servers (each ends at its link's EOF), then kill any still there."""
     deadline = time.monotonic() + LINK_SERVER_EXIT_SECONDS
     while _link_servers and time.monotonic() < deadline:
-        for pid in list(_link_servers):
-            try:
-                gone = os.waitpid(pid, os.WNOHANG)[0] == pid
-            except ChildProcessError:
-                gone = True
-            if gone:
-                _link_servers.discard(pid)
+        for pid in [p for p in _link_servers if _gone(p)]:
+            _link_servers.discard(pid)
         if _link_servers:
             time.sleep(0.01)
     for pid in _link_servers:
@@ -307,14 +312,9 @@ def serve(link: socket.socket) -> None:
     released: dict[int, bool] = {}  # killed workers nobody waits for -> heavy; reaped here once gone
     try:
         while True:
-            for pid in list(released):
-                try:
-                    gone = os.waitpid(pid, os.WNOHANG)[0] == pid
-                except ChildProcessError:
-                    gone = True
-                if gone:
-                    del released[pid]
-                    children.discard(pid)
+            for pid in [p for p in released if _gone(p)]:
+                del released[pid]
+                children.discard(pid)
             if not select.select([link], [], [], 0.5 if released else None)[0]:
                 continue
             try:
