@@ -47,11 +47,14 @@ def _home_cgroups() -> dict[str, str]:
     return _own_cgroups()
 
 
+@functools.cache
 def _home_dirs() -> dict[str, Path]:
-    """Per controller ('memory', 'pids', or 'unified'), the folder of this process's home cgroup."""
+    """Per controller ('memory' and 'pids' on v1, else 'unified'), the folder of the cgroup
+    this process started in."""
     home = _home_cgroups()
-    if "memory" in home and "pids" in home:
-        return {name: CGROUP_FS / name / home[name].lstrip("/") for name in ("memory", "pids")}
+    v1 = {name: CGROUP_FS / name for name in ("memory", "pids")}
+    if all((v1[name] / "cgroup.procs").exists() and name in home for name in v1):
+        return {name: v1[name] / home[name].lstrip("/") for name in v1}
     return {"unified": CGROUP_FS / home.get("", "/").lstrip("/")}
 
 
@@ -59,18 +62,16 @@ def _controller_dirs(uid: int) -> dict[str, Path]:
     """Where the slot's cgroups live, per controller ('memory', 'pids'); empty if unusable."""
     if os.geteuid() != 0:
         return {}
-    mine = _home_cgroups()
-    v1 = {name: CGROUP_FS / name for name in ("memory", "pids")}
-    if all((v1[name] / "cgroup.procs").exists() and name in mine for name in v1):
-        return {name: v1[name] / mine[name].lstrip("/") / GROUP / f"uid-{uid}" for name in v1}
-    unified = CGROUP_FS / mine.get("", "/").lstrip("/")
+    home = _home_dirs()
+    if "unified" not in home:
+        return {name: path / GROUP / f"uid-{uid}" for name, path in home.items()}
     try:
-        delegated = (unified / "cgroup.subtree_control").read_text().split()
+        delegated = (home["unified"] / "cgroup.subtree_control").read_text().split()
     except OSError:
         return {}
     if "memory" in delegated and "pids" in delegated:
         # v2: the GROUP folder must delegate the controllers to the uid folders below it too.
-        return {"unified": unified / GROUP / f"uid-{uid}"}
+        return {"unified": home["unified"] / GROUP / f"uid-{uid}"}
     return {}
 
 
