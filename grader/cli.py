@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import UsageError
 from .sandbox.client import Zygote
@@ -241,61 +242,80 @@ def _emit(out: str | None, text: str) -> None:
         sys.stdout.write(text)
 
 
-def _load_reports(paths: list[str]) -> tuple[list, dict | None]:
-    """Results from contract JSON reports or results files (.jsonl), and the first report's device."""
-    from .outputs.results import SubmissionResult
+class Report(NamedTuple):
+    """One report as read: its submissions' contract entries, its sandbox's protections, its
+    device (None if it names none)."""
 
-    loaded, device = [], None
+    rows: list[dict]
+    protections: list[str]
+    device: dict | None
+
+
+def _read_reports(paths: list[str]) -> list[Report]:
+    """Contract JSON reports or results files (.jsonl), each read once; a file that is neither
+    is a UsageError naming it."""
+    reports = []
     for path in paths:
         file = Path(path)
         if not file.is_file():
             raise UsageError(f"{path}: no such file. Fix: give the --out file of a grade run.")
         try:
             if file.suffix == ".jsonl":
-                loaded += [SubmissionResult.from_record(json.loads(line)) for line in file.read_text().splitlines() if line]
+                records = [json.loads(line) for line in file.read_text().splitlines() if line]
+                rows = [record["result"] for record in records]
+                protections = next((r.get("protections") for r in records if r.get("protections")), [])
+                device = None
             else:
                 document = json.loads(file.read_text())
-                device = device or document.get("device")
-                protections = document.get("sandbox", {}).get("protections", [])
-                loaded += [SubmissionResult.from_record({"result": s, "protections": protections})
-                           for s in document["submissions"]]
-        except (ValueError, KeyError, TypeError) as exc:
+                rows = document["submissions"]
+                protections, device = document.get("sandbox", {}).get("protections", []), document.get("device")
+            if not all(isinstance(row, dict) and isinstance(row["submission"], str) and isinstance(row["exercises"], list)
+                       for row in rows):
+                raise TypeError("a submission without its name or exercises")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{path}: not a grader report ({type(exc).__name__}: {exc}).") from None
-    return loaded, device
+        reports.append(Report(rows, list(protections), device))
+    return reports
+
+
+def _results_of(paths: list[str], reports: list[Report]) -> list:
+    """The reports' submissions as results (for the CSV and the statistics)."""
+    from .outputs.results import SubmissionResult
+
+    try:
+        return [SubmissionResult.from_record({"result": row, "protections": report.protections})
+                for report in reports for row in report.rows]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{', '.join(paths)}: not a grader report ({type(exc).__name__}: {exc}).") from None
 
 
 def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
-    """Join shards: the submissions of every report, by name, as one report."""
+    """Join shards: the submissions of every report, by name, as one report (a submission in
+    several keeps its last entry)."""
     from .course.load import load_course
+    from .outputs.terminal import report_text
 
     _given_course(args)
-    loaded, device = _load_reports(args.reports)
-    merged: dict = {}
-    for result in loaded:
-        if result.submission in merged:
-            print(f"warning: {result.submission} appears in more than one report; keeping the last", file=sys.stderr)
-        merged[result.submission] = result
-    results = [merged[name] for name in sorted(merged)]
+    reports = _read_reports(args.reports)
+    entries: dict[str, dict] = {}
+    for report in reports:
+        for row in report.rows:
+            if row["submission"] in entries:
+                print(f"warning: {row['submission']} appears in more than one report; keeping the last", file=sys.stderr)
+            entries[row["submission"]] = row
     if args.format == "csv":
         from .outputs.gradebook_csv import to_csv
 
-        _emit(args.out, to_csv(load_course(args.course), results))
+        merged = Report([entries[name] for name in sorted(entries)], [], None)
+        _emit(args.out, to_csv(load_course(args.course), _results_of(args.reports, [merged])))
         return 0
     # JSON: the reports' own entries, untouched (rebuilding them would re-round their scores)
-    entries = {}
-    protections = []
-    for path in args.reports:
-        if Path(path).suffix == ".jsonl":
-            rows = [json.loads(line)["result"] for line in Path(path).read_text().splitlines() if line]
-        else:
-            document = json.loads(Path(path).read_text())
-            rows = document["submissions"]
-            protections = protections or document.get("sandbox", {}).get("protections", [])
-        entries.update({row["submission"]: row for row in rows})
-    document = {"submissions": [entries[name] for name in sorted(entries)], "sandbox": {"protections": protections}}
+    document = {"submissions": [entries[name] for name in sorted(entries)],
+                "sandbox": {"protections": next((r.protections for r in reports if r.protections), [])}}
+    device = next((r.device for r in reports if r.device is not None), None)
     if device is not None:
         document["device"] = device
-    _emit(args.out, json.dumps(document, indent=2) + "\n")
+    _emit(args.out, report_text(document))
     return 0
 
 
@@ -313,7 +333,7 @@ def _stats(args: argparse.Namespace, zygote: Zygote) -> int:
 
     _given_course(args)
 
-    stats = compute(_load_reports([args.report])[0])
+    stats = compute(_results_of([args.report], _read_reports([args.report])))
     print_stats(terminal.console(), stats)
     if args.plot:
         plot(stats, Path(args.plot))

@@ -55,7 +55,18 @@ def write_atomically(path: str | Path, text: str | bytes) -> None:
 
 
 def to_json(results: list[SubmissionResult], device: dict | None = None) -> str:
-    return json.dumps(document(results, device), indent=2) + "\n"
+    return report_text(document(results, device))
+
+
+def report_text(report: dict) -> str:
+    """The JSON report as text: one submission per line under an indented top level.
+
+    ``json.dumps(..., indent=2)`` throughout would take json's pure-Python encoder (its C one
+    does no indenting): 19 s for a class of 5,000, against well under 1 s this way."""
+    rows = ",\n    ".join(json.dumps(row) for row in report["submissions"])
+    rest = "".join(f",\n  {json.dumps(key)}: {json.dumps(value)}" for key, value in report.items() if key != "submissions")
+    return f'{{\n  "submissions": [\n    {rows}\n  ]{rest}\n}}\n' if rows else \
+        f'{{\n  "submissions": []{rest}\n}}\n'
 
 
 def _points(score: float, max_score: float) -> str:
