@@ -126,6 +126,19 @@ def test_shards_merged_equal_the_whole(clean, klass, tmp_path):
     assert document["sandbox"]["protections"]  # which uid each shard used may differ
 
 
+def test_merge_refuses_what_is_not_a_report_and_writes_nothing(clean, tmp_path):
+    """A file that is not a grader report is named, with the fix, and no merged file appears."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(clean["document"]))
+    for text in ('{"results": []}', '{"submissions": [{"score": 1}]}', "not json"):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        merged = tmp_path / "merged.json"
+        proc = run_grader("merge", str(good), str(bad), "--out", str(merged))
+        assert proc.returncode == 2 and f"{bad}: not a grader report" in proc.stderr, (text, proc.stderr)
+        assert not merged.exists() and "Traceback" not in proc.stderr
+
+
 def test_bad_shard_is_a_usage_error(klass):
     proc = run_grader("grade", str(klass), "--shard", "3/3")
     assert proc.returncode == 2 and "--shard" in proc.stderr
