@@ -138,8 +138,9 @@ def test_a_suite_that_asks_for_pictures_gets_them(pictured_course, tmp_path, how
     doubled, sigmoid = graded(how, pictured_course, paths)
     figures = doubled["figures"]
     assert "apply_weights/test_lesson_example" in figures, sorted(figures)
-    ((title, expected, got),) = figures["apply_weights/test_lesson_example"]
+    ((title, expected, got, how),) = figures["apply_weights/test_lesson_example"]
     assert title == "apply_weights: test_lesson_example"
+    assert how == {"axes": ["row", "column"]}  # the marker names no axes
     assert sum(expected, []) == pytest.approx([2.4, 3.4, 3.2, 4.2, 2.8, 3.8])
     assert sum(got, []) == pytest.approx([4.8, 6.8, 6.4, 8.4, 5.6, 7.6])
     assert not any(k.startswith("softmax/") for k in figures)
@@ -150,15 +151,16 @@ def test_a_suite_that_asks_for_pictures_gets_them(pictured_course, tmp_path, how
 
 
 def test_the_picture_marker_is_parsed():
-    """Does ``picture`` take only ``part=`` (an index), and say so otherwise?"""
+    """Does ``picture`` take only ``part=`` (an index) and ``axes=`` (two names), and say so otherwise?"""
     from types import SimpleNamespace as Mark
 
     from grader.run.items import NO_PICTURE, marker_picture
 
     assert marker_picture(None) is NO_PICTURE
-    assert marker_picture(Mark(args=(), kwargs={})) is None
-    assert marker_picture(Mark(args=(), kwargs={"part": 1})) == 1
-    assert marker_picture(Mark(args=(), kwargs={"part": 0})) == 0
-    for args, kwargs in [(("weights",), {}), ((), {"part": "1"}), ((), {"part": True}), ((), {"index": 1})]:
+    assert marker_picture(Mark(args=(), kwargs={})) == (None, ("row", "column"))
+    assert marker_picture(Mark(args=(), kwargs={"part": 1})) == (1, ("row", "column"))
+    assert marker_picture(Mark(args=(), kwargs={"part": 0, "axes": ["query", "key"]})) == (0, ("query", "key"))
+    for args, kwargs in [(("weights",), {}), ((), {"part": "1"}), ((), {"part": True}), ((), {"index": 1}),
+                         ((), {"axes": "query"}), ((), {"axes": ("query", "")}), ((), {"axes": ("a", "b", "c")})]:
         with pytest.raises(ValueError, match="picture"):
             marker_picture(Mark(args=args, kwargs=kwargs))

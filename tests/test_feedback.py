@@ -288,6 +288,25 @@ def test_a_hint_appears_once_per_exercise(sample_class):
     assert repeated  # some exercise gave a hint on several tests: the test is not vacuous
 
 
+def test_a_picture_is_drawn_on_the_scale_of_its_values():
+    """Weights are drawn from 0 to 1, with what falls outside marked; other values (scores,
+    outputs) on their own range, so a picture of them is not all "above 1"; a value that is not
+    a number (stored as None) is marked, and every such figure draws."""
+    from grader.feedback.student_report import _out_of_range, _picture_caption, Picture, heatmap_png
+
+    weights = ("softmax: t", [[0.2, 0.8], [0.5, 0.5]], [[0.1, 1.3], [None, 0.5]], {"axes": ["query", "key"]})
+    outputs = ("apply_weights: t", [[2.4, 3.4], [3.2, 4.2]], [[4.8, 6.8], [6.4, 8.4]])  # no axes: a figure of before
+    flat = ("x: t", [[-3.0, -3.0]], [[-3.0, -2.0]], {"axes": ["row", "column"]})
+    assert _out_of_range(weights) == (0.0, 1.0, True, True)
+    assert _out_of_range(outputs) == (2.4, 4.2, False, True)
+    assert _out_of_range(flat) == (-3.0, -2.0, False, False)
+    caption = _picture_caption(Picture("", "t", "t", *_out_of_range(outputs)))
+    assert "pink: above 4.2" in caption and "red" not in caption
+    assert "red: below 0 or not a number" in _picture_caption(Picture("", "t", "t", *_out_of_range(weights)))
+    for figure in (weights, outputs, flat):
+        assert heatmap_png(figure).startswith(b"\x89PNG")
+
+
 def test_each_picture_is_stored_once(sample_class):
     """Are the heatmaps PNG files beside the reports, referenced by the HTML and the Markdown
     alike, with no base64 copy, at most one per exercise, none left unreferenced?"""

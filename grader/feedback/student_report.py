@@ -22,6 +22,7 @@ from pathlib import Path
 from ..outputs.gradebook_csv import student_id
 from ..outputs.terminal import write_atomically
 from ..outputs.results import CaseResult, ExerciseResult, SubmissionResult
+from ..run.items import DEFAULT_AXES
 from .stats import split_hint
 
 AUDIENCES = ("staff", "student")
@@ -50,8 +51,8 @@ class _Heatmaps:
     """One matplotlib figure drawn again for every picture: three panels (expected, yours,
     yours - expected) at fixed places, so a picture costs one draw and no layout pass."""
 
-    UNDER = "#d62728"  # a weight below 0, or NaN (the figures store NaN as -1)
-    OVER = "#ff9896"  # a weight above 1
+    UNDER = "#d62728"  # below the expected values' range, or not a number
+    OVER = "#ff9896"  # above it
 
     def __init__(self) -> None:
         import matplotlib
@@ -63,44 +64,65 @@ class _Heatmaps:
         self.np = np
         self.figure = Figure(figsize=(9, 3.0), dpi=100)
         FigureCanvasAgg(self.figure)
-        weights = matplotlib.colormaps["viridis"].with_extremes(under=self.UNDER, over=self.OVER)
-        diverging = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")  # NaN: no difference to show
+        values = matplotlib.colormaps["viridis"].with_extremes(under=self.UNDER, over=self.OVER, bad=self.UNDER)
+        diverging = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#bbbbbb")  # not a number: no difference to show
         self.axes, self.images = [], []
-        for left, name, cmap, low in ((0.06, "expected", weights, 0.0), (0.31, "yours", weights, 0.0),
-                                      (0.645, "yours - expected", diverging, -1.0)):
+        for left, name, cmap in ((0.06, "expected", values), (0.31, "yours", values),
+                                 (0.645, "yours - expected", diverging)):
             ax = self.figure.add_axes((left, 0.13, 0.2, 0.66))
-            image = ax.imshow(np.zeros((2, 2)), cmap=cmap, vmin=low, vmax=1.0, aspect="auto", interpolation="nearest")
+            image = ax.imshow(np.zeros((2, 2)), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
             ax.set_title(name, fontsize=10)
-            ax.set_xlabel("key", fontsize=8, labelpad=1)
             ax.tick_params(labelsize=7)
-            if self.axes:  # the queries are labelled once, on the left (each tick label is a text to draw)
+            if self.axes:  # the rows are labelled once, on the left (each tick label is a text to draw)
                 ax.tick_params(labelleft=False)
-            else:
-                ax.set_ylabel("query", fontsize=8, labelpad=1)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             self.axes.append(ax)
             self.images.append(image)
-        for image, left, ticks in ((self.images[1], 0.525, (0, 0.5, 1)), (self.images[2], 0.86, (-1, 0, 1))):
-            bar = self.figure.colorbar(image, cax=self.figure.add_axes((left, 0.13, 0.012, 0.66)), extend="both",
-                                       ticks=ticks)
+        self.bars = []
+        for image, left in ((self.images[1], 0.525), (self.images[2], 0.86)):
+            bar = self.figure.colorbar(image, cax=self.figure.add_axes((left, 0.13, 0.012, 0.66)), extend="both")
             bar.ax.tick_params(labelsize=7)
+            self.bars.append(bar)
         self.title = self.figure.suptitle("", fontsize=10, y=0.97)
 
-    def draw(self, title: str, expected: list, got: list) -> bytes:
+    def draw(self, title: str, expected: list, got: list, axes: tuple[str, str]) -> bytes:
         np = self.np
-        expected, got = np.asarray(expected, dtype=float), np.asarray(got, dtype=float)
+        expected, got = (np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
+                         for m in (expected, got))
+        low, high = _scale(expected)
+        width = high - low
+        difference = np.clip(got - expected, -width, width)  # NaN where either is not a number
         rows, cols = expected.shape
-        difference = np.where(got == -1.0, np.nan, np.clip(got - expected, -1.0, 1.0))  # -1: NaN in the figures
         for ax, image, data in zip(self.axes, self.images, (expected, got, difference)):
             image.set_data(data)
             image.set_extent((-0.5, cols - 0.5, rows - 0.5, -0.5))
             ax.set_xlim(-0.5, cols - 0.5)
             ax.set_ylim(rows - 0.5, -0.5)
+            ax.set_xlabel(axes[1], fontsize=8, labelpad=1)
+        self.axes[0].set_ylabel(axes[0], fontsize=8, labelpad=1)
+        for image in self.images[:2]:
+            image.set_clim(low, high)
+        self.images[2].set_clim(-width, width)
+        self.bars[0].set_ticks([low, (low + high) / 2, high])
+        self.bars[1].set_ticks([-width, 0.0, width])
         self.title.set_text(title)
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png")
         return buffer.getvalue()
+
+
+def _scale(expected) -> tuple[float, float]:
+    """The colour scale of a picture: 0 to 1 when the expected values lie there (weights,
+    probabilities), else their own range; one value alone, that value to one more."""
+    import numpy as np
+
+    finite = np.asarray(expected, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    return (low, high) if high > low else (low, low + 1.0)
 
 
 _heatmaps: _Heatmaps | None = None
@@ -117,24 +139,31 @@ def warm_up() -> None:
         _heatmaps = _Heatmaps()
 
 
-def heatmap_png(expected: list, got: list, title: str) -> bytes:
-    """The expected values, the student's and their difference side by side (rows x columns)."""
+def heatmap_png(figure: tuple) -> bytes:
+    """A failed test's figure ``(title, expected, got[, {"axes": [rows, columns]}])``: the
+    expected values, the student's and their difference side by side."""
     warm_up()
-    return _heatmaps.draw(title, expected, got)
+    title, expected, got, *how = figure
+    axes = tuple((how[0] if how else {}).get("axes") or DEFAULT_AXES)
+    return _heatmaps.draw(title, expected, got, axes)
 
 
 def _difference(figure: tuple) -> float:
-    """How far the student's weights are from the expected ones, summed over the cells (a NaN
-    cell, stored as -1, counts as 1: a picture all NaN shows less than one partly right)."""
-    _, expected, got = figure
-    return sum(1.0 if g == -1.0 else min(abs(g - e), 1.0) for row_e, row_g in zip(expected, got)
-               for e, g in zip(row_e, row_g))
+    """How far the student's values are from the expected ones, summed over the cells, each
+    as a share of the picture's scale (at most 1; a value that is not a number where one was
+    expected counts 1: a picture all NaN shows less than one partly right)."""
+    expected, got = figure[1], figure[2]
+    low, high = _scale([[v if v is not None else float("nan") for v in row] for row in expected])
+    return sum((0.0 if e is None and g is None else 1.0) if e is None or g is None else min(abs(g - e) / (high - low), 1.0)
+               for row_e, row_g in zip(expected, got) for e, g in zip(row_e, row_g))
 
 
-def _out_of_range(figure: tuple) -> tuple[bool, bool]:
-    """(a weight below 0 or NaN, a weight above 1) in the student's picture."""
+def _out_of_range(figure: tuple) -> tuple[float, float, bool, bool]:
+    """(the scale's low end, its high end, a value of the student's below it or not a number,
+    one above it)."""
+    low, high = _scale([[v if v is not None else float("nan") for v in row] for row in figure[1]])
     cells = [v for row in figure[2] for v in row]
-    return any(v < 0 for v in cells), any(v > 1 for v in cells)
+    return low, high, any(v is None or v < low for v in cells), any(v is not None and v > high for v in cells)
 
 
 # ---------------------------------------------------------------- what a report shows
@@ -156,8 +185,12 @@ class Picture:
     """Relative to the report folder: ``pictures/<student>-<exercise>.png``."""
     title: str
     test: str
-    below_zero: bool
-    above_one: bool
+    low: float
+    """The colour scale: ``low`` to ``high`` (see ``_scale``)."""
+    high: float
+    below: bool
+    """A value of the student's below the scale, or not a number (red)."""
+    above: bool
 
 
 @dataclass
@@ -220,8 +253,7 @@ def _draw(views: list[ExerciseView], folder: Path, name: str) -> None:
         if view.picture is None:
             (folder / relative).unlink(missing_ok=True)
             continue
-        _, expected, got = view.figure
-        write_atomically(folder / relative, heatmap_png(expected, got, view.figure[0]))
+        write_atomically(folder / relative, heatmap_png(view.figure))
         view.picture.file = relative
 
 
@@ -242,10 +274,10 @@ def _tests_passed(view: ExerciseView) -> str:
 
 def _picture_caption(picture: Picture) -> str:
     notes = ["left: expected", "middle: yours", "right: yours - expected"]
-    if picture.below_zero:
-        notes.append("red: below 0 or NaN (grey on the right)")
-    if picture.above_one:
-        notes.append("pink: above 1")
+    if picture.below:
+        notes.append(f"red: below {picture.low:.3g} or not a number (grey on the right)")
+    if picture.above:
+        notes.append(f"pink: above {picture.high:.3g}")
     return "; ".join(notes)
 
 

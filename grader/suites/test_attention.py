@@ -13,7 +13,7 @@ WEIGHT_DIMS = ("query", "key")
 PAIR = "(output, weights)"  # what attention returns, as messages name it
 
 # A failed test's report pictures the weights (item 1 of the pair) of its last call.
-pytestmark = pytest.mark.picture(part=1)
+pytestmark = pytest.mark.picture(part=1, axes=("query", "key"))
 
 
 def qkv(*batch: int, L_q: int = 4, L_k: int = 6, d_k: int = 8, d_v: int = 5, dtype=torch.float32):

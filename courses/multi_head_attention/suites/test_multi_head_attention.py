@@ -12,7 +12,7 @@ WEIGHT_DIMS = ("head", "query", "key")
 PAIR = "(output, weights)"
 
 # A failed test's report pictures the weights (item 1 of the pair) of its last call.
-pytestmark = pytest.mark.picture(part=1)
+pytestmark = pytest.mark.picture(part=1, axes=("query", "key"))
 
 
 def qkv(*batch: int, L_q: int = 4, L_k: int = 6, d_model: int = 8, dtype=torch.float32):
