@@ -10,8 +10,8 @@ Writes::
 Inside ``autograder.zip``:
 
 - ``files/course/``: this course in the default layout (its course file as course.yaml, less
-  its ``paths:``; solutions/; misconceptions/ when the course has its own; the grader with every
-  suite), which
+  its ``paths:``; solutions/; misconceptions/ when the course has its own; the grader with the
+  course's suites and no other course's), which
   setup.sh pip-installs in editable mode, so that otter's grading process can import the
   plugin ``grader.lms.otter_plugin.GraderPlugin`` and the suites and solutions stay in the one
   folder the sandbox hides from student code;
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from ..course.load import COURSE_FILE, MISCONCEPTIONS_FOLDER, Course
 from ..errors import UsageError
-from ..release.bundle import IGNORED, PACKAGE, new_folder, project_file, write_course_file, write_release
+from ..release.bundle import IGNORED, PACKAGE, without_suites_and_answers, new_folder, project_file, write_course_file, write_release
 from ..outputs.results import SubmissionResult
 
 OTTER_VERSION = "7.0.0"
@@ -76,9 +76,11 @@ def write_assignment(course: Course, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="grader-otter-") as folder:
         stage = Path(folder)
         copy = stage / "course"  # the running grader, with the course's file, solutions and suites
-        shutil.copytree(PACKAGE, copy / "grader", ignore=IGNORED)
+        shutil.copytree(PACKAGE, copy / "grader", ignore=without_suites_and_answers(course))
         shutil.copytree(course.paths.solutions, copy / "solutions", ignore=IGNORED)
-        for exercise in course.exercises:
+        if (course.paths.suites / "conftest.py").is_file():  # the course's own, if it has one
+            shutil.copy2(course.paths.suites / "conftest.py", copy / "grader" / "suites")
+        for exercise in course.exercises:  # this course's suites, and no other's
             shutil.copy2(course.suite_path(exercise), copy / "grader" / "suites")
         if course.paths.misconceptions is not None:  # found there by default: misconceptions/
             shutil.copytree(course.paths.misconceptions, copy / MISCONCEPTIONS_FOLDER, ignore=IGNORED)

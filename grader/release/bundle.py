@@ -59,7 +59,7 @@ def write_release(course: Course, out: Path, *, flavour: str = "grader") -> Path
     new_folder(out)
     write_course_file(course, out / COURSE_FILE)
     shutil.copy2(project_file(), out / PYPROJECT.name)
-    shutil.copytree(course.paths.exercises, out / "exercises", ignore=_secrets(course))
+    shutil.copytree(course.paths.exercises, out / "exercises", ignore=without_suites_and_answers(course))
     _copy_public_grader(out / "grader", course)
     record_answers(course).save(out / ANSWERS_FILE)
     notebook = out / notebook_name(course)
@@ -126,9 +126,12 @@ def record_answers(course: Course) -> "AnswerBook":
 # ---------------------------------------------------------------- the grader, less its secrets
 
 
-def _secrets(course: Course) -> Callable[[str, list[str]], set[str]]:
-    """A copytree filter for what a release copies: it leaves out the suites, and the course's
-    solutions and misconceptions folders wherever they sit (inside its exercises folder, say)."""
+def without_suites_and_answers(course: Course) -> Callable[[str, list[str]], set[str]]:
+    """A copytree filter for the exercises and the grader package, as a release or an
+    autograder copies them: it leaves out every suite in the package (the attention course's
+    sit there) and the course's suites, solutions and misconceptions folders wherever they sit
+    (inside its exercises folder, say). The copier then adds the suites of the course it ships
+    (a release: their public tests only)."""
     folders = {course.paths.solutions.resolve()}
     if course.paths.suites.resolve() != PACKAGE / "suites":  # the engine's keeps its conftest.py
         folders.add(course.paths.suites.resolve())
@@ -147,7 +150,7 @@ def _secrets(course: Course) -> Callable[[str, list[str]], set[str]]:
 
 def _copy_public_grader(target: Path, course: Course) -> None:
     """The grader package with public suites only and no per-exercise misconception modules."""
-    shutil.copytree(PACKAGE, target, ignore=_secrets(course))
+    shutil.copytree(PACKAGE, target, ignore=without_suites_and_answers(course))
     for exercise in course.exercises:
         suite = course.suite_path(exercise)
         (target / "suites" / suite.name).write_text(public_suite(suite.read_text(encoding="utf-8"), suite.name),
