@@ -88,8 +88,7 @@ class _Heatmaps:
 
     def draw(self, title: str, expected: list, got: list, axes: tuple[str, str]) -> bytes:
         np = self.np
-        expected, got = (np.array([[np.nan if v is None else v for v in row] for row in m], dtype=float)
-                         for m in (expected, got))
+        expected, got = _values(expected), _values(got)
         low, high = _scale(expected)
         width = high - low
         difference = np.clip(got - expected, -width, width)  # NaN where either is not a number
@@ -112,13 +111,20 @@ class _Heatmaps:
         return buffer.getvalue()
 
 
-def _scale(expected) -> tuple[float, float]:
-    """The colour scale of a picture: 0 to 1 when the expected values lie there (weights,
-    probabilities), else their own range; one value alone, that value to one more."""
+def _values(cells: list):
+    """A figure's 2-D list as a float array, NaN where it holds None (not a number)."""
     import numpy as np
 
-    finite = np.asarray(expected, dtype=float)
-    finite = finite[np.isfinite(finite)]
+    return np.array([[np.nan if v is None else v for v in row] for row in cells], dtype=float)
+
+
+def _scale(expected) -> tuple[float, float]:
+    """The colour scale of a picture (``expected`` an array from ``_values``): 0 to 1 when the
+    expected values lie there (weights, probabilities), else their own range; one value alone,
+    that value to one more."""
+    import numpy as np
+
+    finite = expected[np.isfinite(expected)]
     if finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0):
         return 0.0, 1.0
     low, high = float(finite.min()), float(finite.max())
@@ -153,7 +159,7 @@ def _difference(figure: tuple) -> float:
     as a share of the picture's scale (at most 1; a value that is not a number where one was
     expected counts 1: a picture all NaN shows less than one partly right)."""
     expected, got = figure[1], figure[2]
-    low, high = _scale([[v if v is not None else float("nan") for v in row] for row in expected])
+    low, high = _scale(_values(expected))
     return sum((0.0 if e is None and g is None else 1.0) if e is None or g is None else min(abs(g - e) / (high - low), 1.0)
                for row_e, row_g in zip(expected, got) for e, g in zip(row_e, row_g))
 
@@ -161,7 +167,7 @@ def _difference(figure: tuple) -> float:
 def _out_of_range(figure: tuple) -> tuple[float, float, bool, bool]:
     """(the scale's low end, its high end, a value of the student's below it or not a number,
     one above it)."""
-    low, high = _scale([[v if v is not None else float("nan") for v in row] for row in figure[1]])
+    low, high = _scale(_values(figure[1]))
     cells = [v for row in figure[2] for v in row]
     return low, high, any(v is None or v < low for v in cells), any(v is not None and v > high for v in cells)
 

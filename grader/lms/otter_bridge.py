@@ -44,7 +44,8 @@ from pathlib import Path
 
 from ..course.load import COURSE_FILE, MISCONCEPTIONS_FOLDER, Course
 from ..errors import UsageError
-from ..release.bundle import IGNORED, PACKAGE, without_suites_and_answers, new_folder, project_file, write_course_file, write_release
+from ..release.bundle import (IGNORED, PACKAGE, new_folder, project_file, without_suites_and_answers, write_course_file,
+                              write_release)
 from ..outputs.results import SubmissionResult
 
 OTTER_VERSION = "7.0.0"
