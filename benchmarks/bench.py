@@ -111,18 +111,17 @@ def tree_pss(root_pid: int) -> int:
 
 def memory_cgroup() -> tuple[Path, str] | None:
     """A new memory cgroup below ours and the file of its peak usage, where we may make one
-    (root, cgroup v1's memory hierarchy or v2 with memory delegated); else None."""
+    (root, cgroup v1's memory hierarchy or v2 with memory delegated); else None. Our cgroup's
+    folder is found as the grader finds its own (``grader.sandbox.cgroups.home_dirs``)."""
+    from grader.sandbox import cgroups
+
     if os.geteuid() != 0:
         return None
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _id, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):  # v1
-            parent, peak = Path("/sys/fs/cgroup/memory") / path.lstrip("/"), "memory.max_usage_in_bytes"
-            break
+    home = cgroups.home_dirs()
+    if "memory" in home:  # v1
+        parent, peak = home["memory"], "memory.max_usage_in_bytes"
     else:
-        path = next((l.split(":", 2)[2] for l in Path("/proc/self/cgroup").read_text().splitlines()
-                     if l.startswith("0::")), "/")
-        parent, peak = Path("/sys/fs/cgroup") / path.lstrip("/"), "memory.peak"
+        parent, peak = home["unified"], "memory.peak"
         try:
             if "memory" not in (parent / "cgroup.subtree_control").read_text().split():
                 return None

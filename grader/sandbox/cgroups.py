@@ -48,7 +48,7 @@ def _home_cgroups() -> dict[str, str]:
 
 
 @functools.cache
-def _home_dirs() -> dict[str, Path]:
+def home_dirs() -> dict[str, Path]:
     """Per controller ('memory' and 'pids' on v1, else 'unified'), the folder of the cgroup
     this process started in."""
     home = _home_cgroups()
@@ -62,7 +62,7 @@ def _controller_dirs(uid: int) -> dict[str, Path]:
     """Where the slot's cgroups live, per controller ('memory', 'pids'); empty if unusable."""
     if os.geteuid() != 0:
         return {}
-    home = _home_dirs()
+    home = home_dirs()
     if "unified" not in home:
         return {name: path / GROUP / f"uid-{uid}" for name, path in home.items()}
     try:
@@ -150,7 +150,7 @@ class Slot:
 
     def leave(self) -> None:
         """Move this process back to the cgroups it started in (before ``remove``)."""
-        for name, path in _home_dirs().items():
+        for name, path in home_dirs().items():
             if name in self.dirs:
                 (path / "cgroup.procs").write_text(str(os.getpid()))
 
