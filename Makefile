@@ -2,8 +2,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# What the set-up installs. A GPU runner brings its own CUDA build of torch: point VENV at the
+# environment that holds it and leave TORCH empty (docs/gpu.md), e.g.
+#   make gpu-check VENV=/opt/torch/.venv TORCH= EXTRAS=dev
+TORCH     ?= torch==2.13.0
+EXTRAS    ?= dev,lms
+PIP_FLAGS ?=
 
-.PHONY: setup demo test bench bench-shards gpu-check clean
+.PHONY: setup demo test bench bench-shards gpu-check bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -12,8 +18,8 @@ setup: $(VENV)/.installed
 # 100 packages) is installed too, so that the otter / Gradescope tests run here and in CI.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,lms]"
+	$(if $(TORCH),$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FLAGS) "$(TORCH)")
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FLAGS) -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $@
 
 demo: setup
@@ -33,7 +39,11 @@ bench-shards: setup
 
 # On a GPU machine: the reference, the sample class and the device-bug submissions on CUDA.
 gpu-check: setup
-	$(PY) -m grader.run.gpu_check
+	$(PY) -m grader.run.gpu_check $(GPU_CHECK_FLAGS)
+
+# On a GPU machine: make bench's class (200 of it) on CUDA and on the CPU; GPU memory, leftovers.
+bench-gpu: setup
+	$(PY) benchmarks/gpu_bench.py --size 200 --jobs 2 $(GPU_BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -61,3 +61,41 @@ def test_device_bugs_lose_exactly_their_exercise_on_cuda(tmp_path):
         assert scores[wrong] < {"attention": 3, "softmax": 3, "apply_weights": 2}[wrong]
         assert all(scores[i] == full for i, full in {"attention_scores": 2, "softmax": 3, "apply_weights": 2,
                                                       "attention": 3}.items() if i != wrong)
+
+
+@needs_cuda
+def test_the_sample_class_gets_the_same_results_on_cuda_test_by_test(tmp_path):
+    """Status and score of every test, the float16 and bfloat16 cases included, as on the CPU."""
+    from grader.run.gpu_check import differences
+
+    reports = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        out.mkdir()
+        reports[device] = grade_json(out, ROOT / "examples" / "submissions", extra=("--device", device))
+    assert reports["cuda"]["device"]["verified_on_gpu"] is True
+    assert differences(reports["cpu"], reports["cuda"]) == []
+
+
+@needs_cuda
+def test_cuda_tensors_cross_the_socket_on_their_device():
+    from test_codec import round_trip
+
+    x = torch.randn(3, 4, 5, device="cuda").transpose(0, 2)  # a non-contiguous view
+    got = round_trip(x)
+    assert got.device == x.device and got.shape == x.shape and torch.equal(got, x)
+
+
+def test_a_reference_on_another_device_gives_its_gradients_there():
+    """The reference of a CUDA course runs where the student's code runs, and so do its
+    gradients (on an H200 they mixed the test's CPU output gradients with CUDA outputs and
+    every gradient test was a grader error). 'meta' stands in for CUDA on any machine."""
+    from grader.run.fixture_values import ReferenceOnDevice
+    from grader.testing import gradients
+
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(3, 4, dtype=torch.float64)
+    reference = ReferenceOnDevice(lambda t: t.exp() * 2, "meta")
+    (grad,) = gradients(reference, (x,), [grad_out])
+    assert reference(x).device.type == "meta"
+    assert grad.device.type == "meta" and grad.shape == x.shape

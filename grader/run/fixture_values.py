@@ -10,7 +10,7 @@ import torch
 
 from ..course.load import Exercise
 from ..misconceptions import Call
-from ..testing import seed_for
+from ..testing import gradients, seed_for
 from .state import CALLS, SEED, GradingState
 from .student import StudentCode
 
@@ -32,7 +32,22 @@ def reference_function(state: GradingState, exercise: Exercise) -> Callable:
     function = state.reference(exercise)
     if exercise.device == "cpu":
         return function
-    return lambda *args, **kwargs: function(*on_device(args, exercise.device), **on_device(kwargs, exercise.device))
+    return ReferenceOnDevice(function, exercise.device)
+
+
+class ReferenceOnDevice:
+    """The reference run where the student's code runs: inputs moved to ``device``, results
+    left there, gradients taken of the moved inputs (so they lie there too, as the student's do)."""
+
+    def __init__(self, function: Callable, device: str):
+        self.function, self.device = function, device
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*on_device(args, self.device), **on_device(kwargs, self.device))
+
+    def gradients(self, args: tuple, grad_outputs: list, **kwargs: Any) -> list:
+        args, kwargs, grad_outputs = on_device((args, kwargs, grad_outputs), self.device)
+        return gradients(self.function, args, grad_outputs, **kwargs)
 
 
 def seed_test(state: GradingState, item: pytest.Item) -> int:

@@ -83,7 +83,7 @@ def runtime_paths() -> tuple[str, ...]:
         if os.path.exists(top):
             paths.add(top)  # a symlink into /usr on most systems: recreated as one
     if os.path.exists("/dev/nvidiactl"):
-        paths.update({"/sys", "/etc/ld.so.cache"})  # the driver reads both (not measured: no GPU here)
+        paths.update({"/sys", "/etc/ld.so.cache"})  # the driver reads both (CUDA ran so on an H200, 2026-12-04)
     ordered = sorted(paths)
     return tuple(p for p in ordered if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in ordered))
 
@@ -146,7 +146,8 @@ def _scratch_and_devices(new: str, plan: dict) -> None:
     student's ``/tmp/work``) and ``/dev/shm`` of the root being built at ``new``."""
     size = int(plan.get("tmpfs_bytes", 64 << 20))
     _tmpfs(new + "/dev", 64 << 10, "755")
-    for name in (*DEVICES, *GPU_DEVICES, *_gpu_nodes()):
+    gpu = (*GPU_DEVICES, *_gpu_nodes()) if "gpu_memory_fraction" in plan else ()  # only a CUDA course's workers
+    for name in (*DEVICES, *gpu):
         if os.path.exists("/dev/" + name):
             _bind("/dev/" + name, new + "/dev/" + name, writable=True)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),

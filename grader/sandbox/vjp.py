@@ -18,5 +18,5 @@ def vjp(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], inputs: Sequence[tor
         if output.shape != grad.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output[{index}] has a shape of {grad.shape} and "
                                f"output[{index}] has a shape of {output.shape}.")
-    total = sum((output * grad.to(output.dtype)).sum() for output, grad in pairs)
+    total = sum((output * grad.to(output.device, output.dtype)).sum() for output, grad in pairs)
     return torch.autograd.grad(total, list(inputs), allow_unused=True)

@@ -214,8 +214,6 @@ class Worker:
         self.functions: dict[str, Any] = {}
         self.banned_kernels: dict[str, frozenset[str]] = {}
         self.bans = KernelBans(self.student_files)
-        self.gpu_memory_fraction = float(init.get("sandbox", {}).get("gpu_memory_fraction", 0.25))
-        self.cuda_ready = False
 
     # ------------------------------------------------------------ requests
 
@@ -250,8 +248,6 @@ class Worker:
     def call(self, request: dict, tensors: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
         exercise = request["exercise"]
         fn = self.functions[exercise]
-        if not self.cuda_ready and any(t.is_cuda for t in tensors):
-            self._prepare_cuda()
         args = codec.decode_value(request["args"], tensors)
         kwargs = codec.decode_value(request["kwargs"], tensors)
         self.bans.enforce(self.banned_kernels.get(exercise, frozenset()))
@@ -315,14 +311,6 @@ class Worker:
                 raise RuntimeError(f"the grader's reference {exercise} refused this call: {answer.get('error')}")
             return codec.decode_value(answer["value"], tensors)
         return reference
-
-    def _prepare_cuda(self) -> None:
-        """First CUDA call of this worker: its share of the GPU, and no TF32 (the reference
-        in the grader runs without it too, so tolerances mean the same on every GPU)."""
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.cuda.set_per_process_memory_fraction(self.gpu_memory_fraction)
-        self.cuda_ready = True
 
     def _input_grads(self, result, grad_outputs, inputs, out) -> dict:
         outputs = list(result) if isinstance(result, (tuple, list)) else [result]
@@ -431,11 +419,28 @@ def _safe_str(exc: BaseException) -> str:
         return "<unprintable>"
 
 
+def prepare_device(plan: dict) -> list[str]:
+    """Before the student's first byte. A course graded on CUDA (``gpu_memory_fraction`` in
+    the plan): this worker's CUDA context, capped at that share of the GPU's memory (a tensor
+    made at import time too), no TF32 (the reference in the grader runs without it, so
+    tolerances mean the same on every GPU); a GPU that cannot be used here fails the
+    worker's start, never the student. Graded on the CPU: no GPU visible at all."""
+    if "gpu_memory_fraction" not in plan:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read by CUDA when (if ever) it initialises
+        return ["no GPU visible"] if os.path.exists("/dev/nvidiactl") else []
+    fraction = float(plan["gpu_memory_fraction"])
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.cuda.set_per_process_memory_fraction(fraction)  # creates the context
+    return [f"GPU memory capped at {fraction:g} of the card"]
+
+
 def main(channel_fd: int, output_fd: int, parent: int) -> None:
     """Entry point of a freshly forked worker; never returns.
 
-    Reads the ``init`` message, hardens itself (``harden.apply``), answers with the list of
-    active protections, then serves requests until the grader closes the channel.
+    Reads the ``init`` message, hardens itself (``harden.apply``), prepares its device,
+    answers with the list of active protections, then serves requests until the grader
+    closes the channel.
     """
     try:
         os.setsid()  # own process group: the grader kills the whole group
@@ -448,6 +453,7 @@ def main(channel_fd: int, output_fd: int, parent: int) -> None:
         active, scratch = harden.apply(plan, keep_fds={0, 1, 2, channel_fd}, parent=parent)
         os.chdir(scratch)
         torch.set_num_threads(1)
+        active += prepare_device(plan)
         codec.send_message(channel, {"ok": True, "protections": active})
         Worker(channel, init).serve()
     except BaseException as exc:  # noqa: BLE001 - report a failed start instead of vanishing

@@ -53,8 +53,8 @@ from .vjp import vjp  # noqa: E402
 def _warm_up() -> None:
     """Run each kind of work once here, so no worker pays for torch's lazy set-up.
 
-    The first autograd pass in a process costs ~0.6 s (lazy imports and engine set-up);
-    done once in the zygote, every forked worker starts warm. One thread only (see above).
+    Lazy set-up done once in the zygote is done for every forked worker. One thread only
+    (see above), and nothing that initialises CUDA (see below).
     """
     x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
     y = (x @ x.transpose(-2, -1) / 2.0).masked_fill(torch.eye(2, dtype=torch.bool), float("-inf"))
@@ -69,7 +69,14 @@ def _warm_up() -> None:
     except worker.BannedKernel:
         pass
     bans.enforce(frozenset())
-    vjp([(y, torch.ones_like(y))], [x])  # as workers compute gradients
+    # Autograd's first backward starts one engine thread per CUDA device, and so initialises
+    # CUDA: with a GPU present, a worker forked after that can use neither CUDA ("CUDA error:
+    # initialization error") nor autograd ("Unable to handle autograd's threading in
+    # combination with fork-based multiprocessing"), measured on an H200. There, each worker
+    # runs its own first backward (about 15 ms on the CPU). The GPU is looked for without
+    # NVML: nothing of the GPU's is set up in the zygote for its workers to inherit.
+    if not (torch.backends.cuda.is_built() and os.path.exists("/dev/nvidiactl")):
+        vjp([(y, torch.ones_like(y))], [x])  # as workers compute gradients
     if torch.backends.mkldnn.is_available():  # oneDNN's lazy set-up, once (a layout a student may reach)
         torch.ones(1, 2, 1).to_mkldnn().to_dense()
 

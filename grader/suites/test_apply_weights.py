@@ -36,7 +36,8 @@ def test_square_shapes(student, reference, expect):
     expect.close(student(weights, V), reference(weights, V), what="the output", dims=DIMS)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
+                         ids=["float32", "float64", "float16", "bfloat16"])
 def test_dtype_is_kept(student, reference, expect, dtype):
     """Is the input's dtype kept?"""
     weights, V = random_weights(2, 4, 5, dtype=dtype), randn(2, 5, 3, dtype=dtype)

@@ -107,7 +107,8 @@ def test_mask_gradients(student, reference, expect):
         expect.close(g, w, what=f"the gradient of {name}")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
+                         ids=["float32", "float64", "float16", "bfloat16"])
 def test_dtype_is_kept(student, reference, expect, dtype):
     """Are output and weights in the inputs' dtype?"""
     check_attention(student, reference, expect, *qkv(2, dtype=dtype))

@@ -37,7 +37,8 @@ def test_batch_equal_to_key_and_feature_sizes(student, reference, expect):
     expect.close(student(Q, K), reference(Q, K), what="the scores", dims=DIMS)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
+                         ids=["float32", "float64", "float16", "bfloat16"])
 def test_dtype_is_kept(student, reference, expect, dtype):
     """Do float32 inputs give float32 scores, and float64 float64?"""
     Q, K = randn(2, 4, 8, dtype=dtype), randn(2, 6, 8, dtype=dtype)

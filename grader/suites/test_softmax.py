@@ -36,7 +36,8 @@ def test_large_logits_do_not_overflow(student, reference, expect):
     expect.close(student(x), reference(x), what="softmax of logits around 1e4")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16],
+                         ids=["float32", "float64", "float16", "bfloat16"])
 def test_dtype_is_kept(student, reference, expect, dtype):
     """Is the input's dtype kept?"""
     x = randn(3, 5, dtype=dtype)
