@@ -99,3 +99,22 @@ def test_a_reference_on_another_device_gives_its_gradients_there():
     (grad,) = gradients(reference, (x,), [grad_out])
     assert reference(x).device.type == "meta"
     assert grad.device.type == "meta" and grad.shape == x.shape
+
+
+# A worker's error reports as seen on an H200 (torch 2.11.0+cu130), messages cut as the grader reads them.
+NVML_FAILED_WHILE_REFUSING = ('NVML_SUCCESS == DriverAPI::get()->nvmlInit_v2_() INTERNAL ASSERT FAILED at '
+                              '"/pytorch/c10/cuda/CUDACachingAllocator.cpp":1135, please report a bug to PyTorch. ')
+CUDA_REFUSED = "CUDA out of memory. Tried to allocate 93132.26 GiB. GPU 0 has a total capacity of 139.80 GiB"
+
+
+@pytest.mark.parametrize("kind, message, gpu", [
+    ("RuntimeError", NVML_FAILED_WHILE_REFUSING, True), ("OutOfMemoryError", CUDA_REFUSED, True),
+    ("MemoryError", "", False), ("RuntimeError", "mat1 and mat2 shapes cannot be multiplied (4x8 and 6x8)", None)])
+def test_a_refused_gpu_allocation_is_out_of_gpu_memory(kind, message, gpu):
+    """The CUDA allocator's refusal is out of memory, of the GPU's, even when torch fails to
+    word it (NVML fails in the sandbox); other errors are not."""
+    from grader.run.student import _out_of_gpu_memory, _out_of_memory
+
+    error = {"kind": "exception", "type": kind, "message": message}
+    assert _out_of_memory(error) is (gpu is not None)
+    assert _out_of_gpu_memory(error) is bool(gpu)

@@ -58,7 +58,11 @@ class ExerciseResult:
 
     @property
     def score(self) -> float:
-        return sum(t.score for t in self.tests)
+        """The tests' scores summed; exactly ``max_score`` when every test passed (a max_score
+        split into n shares need not add back up to it in floating point: 2.9999999999999996)."""
+        if self.tests and all(t.status == "passed" for t in self.tests):
+            return float(self.max_score)
+        return math.fsum(t.score for t in self.tests)
 
     @property
     def complete(self) -> bool:

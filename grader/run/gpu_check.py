@@ -117,36 +117,39 @@ def gpu_memory_mib() -> int:
     return int(out[0])
 
 
-HOG = """import math
-import torch
+HOG = """
+
+import torch as _torch
+
+_reference = {function}
 
 
-def attention(Q, K, V, mask=None):
-    hoard = torch.empty({mib} * 2**20, dtype=torch.uint8, device=Q.device)  # past this worker's share
-    scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    return weights @ V, weights
+def {function}(*args, **kwargs):  # the reference's answer, after asking for more GPU memory than a worker may have
+    device = next(a.device for a in args if isinstance(a, _torch.Tensor))
+    _hoard = _torch.empty({mib} * 2**20, dtype=_torch.uint8, device=device)
+    return _reference(*args, **kwargs)
 """
 
 
-def memory_hog(folder: Path, mib: int) -> Path:
-    """The reference solutions, but an attention that first allocates ``mib`` MiB on the inputs' device."""
+def memory_hog(folder: Path, exercise, mib: int) -> Path:
+    """The reference solutions, but ``exercise``'s function first allocates ``mib`` MiB where its inputs are."""
     target = folder / "gpu_memory_hog"
     shutil.copytree(ROOT / "solutions", target)
-    (target / "attention.py").write_text(HOG.format(mib=mib))
+    module = target / f"{exercise.id}.py"
+    module.write_text(module.read_text() + HOG.format(function=exercise.function, mib=mib))
     return target
 
 
-def check_memory_share(document: dict, full: dict[str, float]) -> list[str]:
+def check_memory_share(document: dict, exercise: str, full: dict[str, float]) -> list[str]:
+    """Did the hog of ``exercise`` get ``memory`` there, and every other exercise its full marks?"""
     (scores,) = exercise_scores(document).values()
-    statuses = {t["status"] for (_, ex, _), t in test_results(document).items() if ex == "attention"}
+    statuses = {t["status"] for (_, ex, _), t in test_results(document).items() if ex == exercise}
     problems = []
     if "memory" not in statuses:
-        problems.append(f"a worker allocating past its GPU share was not stopped: attention's statuses {sorted(statuses)}")
-    if any(scores[i] != full[i] for i in full if i != "attention"):
-        problems.append(f"the GPU memory hog lost points outside attention: {scores}")
+        problems.append(f"a worker allocating past its GPU share was not stopped as out of memory: {exercise}'s "
+                        f"statuses {sorted(statuses)}")
+    if any(scores[i] != full[i] for i in full if i != exercise):
+        problems.append(f"the GPU memory hog lost points outside {exercise}: {scores}")
     return problems
 
 
@@ -206,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         caught, bug_problems = check_device_bugs(full, bugs_cpu, bugs_gpu)
         problems += bug_problems
 
-        card, share = gpu_memory_mib(), load_course(ROOT / "course.yaml").sandbox.gpu_memory_fraction
-        hog, _ = grade(memory_hog(Path(tmp), int(card * (1 + share) / 2)), "cuda", out, "gpu-memory-hog")
-        problems += check_memory_share(hog, full)
+        # The course's last exercise hogs: no earlier exercise imports it.
+        course = load_course(ROOT / "course.yaml")
+        card, share, hogging = gpu_memory_mib(), course.sandbox.gpu_memory_fraction, course.exercises[-1]
+        hog, _ = grade(memory_hog(Path(tmp), hogging, int(card * (1 + share) / 2)), "cuda", out, "gpu-memory-hog")
+        share_problems = check_memory_share(hog, hogging.id, full)
+        problems += share_problems
         left = leftovers()
         problems += left
     figures = {"gpu": gpu_name(), "gpu_memory_mib": card, "reference": f"{ref['score']:g}/{ref['max_score']:g}",
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = (f"reference {figures['reference']} on CUDA ({figures['gpu']}); sample class: "
                f"{tests - len(differing)}/{tests} tests the same on CPU and CUDA; device bugs caught: "
                f"{figures['device_bugs_caught']}; GPU memory share held: "
-               f"{'yes' if not check_memory_share(hog, full) else 'NO'}; left behind: {len(left)}; per submission: "
+               f"{'yes' if not share_problems else 'NO'}; left behind: {len(left)}; per submission: "
                f"CUDA {statistics.median(gpu_seconds):.2f} s, CPU {statistics.median(cpu_seconds):.2f} s (medians)")
     print(("gpu-check: OK | " if not problems else "gpu-check: FAILED | ") + summary)
     for problem in problems:

@@ -367,7 +367,7 @@ class StudentCode:
                 if stopped:
                     continue  # past the first unexpected answer: "skipped", read to keep the channel in step
                 if not answer["ok"] and _out_of_memory(answer["error"]):
-                    replies.append(_lost(self._memory_fault_words(exercise)))  # dead once used, as in _exchange
+                    replies.append(_lost(self._memory_fault_words(exercise, answer["error"])))  # dead once used
                     stopped = out_of_memory = True
                     continue
                 fault = None if answer["ok"] else self._error_fault(exercise, answer["error"], "call")
@@ -399,7 +399,7 @@ class StudentCode:
             return self._lose(exercise, self._lost_worker_fault(exercise, exc), request["op"])
         if not answer.get("ok") and _out_of_memory(answer.get("error")):
             worker.kill()  # as if its memory cgroup had killed it: the same fault, the same end
-            return self._lose(exercise, self._memory_fault_words(exercise), request["op"])
+            return self._lose(exercise, self._memory_fault_words(exercise, answer.get("error")), request["op"])
         if not answer.get("ok"):
             fault = self._error_fault(exercise, answer.get("error") or {}, request["op"])
             return Reply(None, [], fault, worker.last_digest)
@@ -561,10 +561,16 @@ class StudentCode:
         growing = isinstance(exc, WorkerTimeout) and slot.peak_bytes() >= MEMORY_GROWING * limit * 2**20
         return self._memory_fault_words(exercise) if killed or growing else None
 
-    def _memory_fault_words(self, exercise: Exercise) -> faults.MemoryFault:
+    def _memory_fault_words(self, exercise: Exercise, error: Any = None) -> faults.MemoryFault:
         """One fault for every way a function runs out of memory: its ``MemoryError``, its memory
         cgroup's kill, its time running out while it held over ``MEMORY_GROWING`` of the limit.
-        Which of these comes first depends on the machine's speed and load; the grade must not."""
+        Which of these comes first depends on the machine's speed and load; the grade must not.
+        The GPU's memory (``error`` says so) has words of its own: its share is a fraction."""
+        if error is not None and _out_of_gpu_memory(error):
+            return faults.MemoryFault(
+                f"{exercise.function} asked for more GPU memory than one worker may use "
+                f"({self.course.sandbox.gpu_memory_fraction:g} of the GPU's) and was stopped. A huge intermediate "
+                "result, or a tensor that keeps growing? The remaining tests of this exercise were not run.")
         limit = int(self.course.sandbox.memory_mb)
         return faults.MemoryFault(
             f"{exercise.function} kept taking memory (over {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB "
@@ -580,8 +586,11 @@ class StudentCode:
 
 
 LOST_FAULTS = (faults.TimeoutFault, faults.MemoryFault, faults.CrashFault)
-OUT_OF_MEMORY = {"MemoryError", "OutOfMemoryError"}  # Python's, torch's; and torch's CPU allocator's words:
-ALLOCATOR_FAILED = "can't allocate memory"
+OUT_OF_MEMORY = {"MemoryError", "OutOfMemoryError"}  # Python's, torch's; and torch's allocators' words:
+# the CPU one's, and the CUDA one failing as it words a refusal (it asks NVML, which fails in
+# the sandbox: "NVML_SUCCESS == ...nvmlInit_v2_() INTERNAL ASSERT FAILED at ...", on an H200)
+ALLOCATOR_FAILED = ("can't allocate memory", "CUDACachingAllocator.cpp")
+GPU_ALLOCATOR = ("CUDA out of memory", "CUDACachingAllocator.cpp")
 
 
 def _out_of_memory(error: Any) -> bool:
@@ -589,7 +598,13 @@ def _out_of_memory(error: Any) -> bool:
     says the student's code ran out of memory."""
     if text_field(error, "kind", 40) != "exception":
         return False
-    return text_field(error, "type", 60) in OUT_OF_MEMORY or ALLOCATOR_FAILED in text_field(error, "message", 300)
+    message = text_field(error, "message", 300)
+    return text_field(error, "type", 60) in OUT_OF_MEMORY or any(words in message for words in ALLOCATOR_FAILED)
+
+
+def _out_of_gpu_memory(error: Any) -> bool:
+    """... and that it was the GPU's memory (its share of it) that ran out."""
+    return _out_of_memory(error) and any(words in text_field(error, "message", 300) for words in GPU_ALLOCATOR)
 
 
 def _forbidden(violations: list[Violation], path: str | None = None) -> faults.StudentFault | None:
