@@ -62,6 +62,11 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="slots (on CUDA capped by sandbox.gpu_slots)")
     parser.add_argument("--out", type=Path, help="keep the two reports and gpu-bench.json here")
     args = parser.parse_args()
+    from grader.course.devices import cuda_available
+
+    if not shutil.which("nvidia-smi") or not cuda_available():
+        print("gpu bench: no CUDA GPU on this machine; nothing to measure (run it on a GPU runner).")
+        return 2
     work = Path(tempfile.mkdtemp(prefix="grader-gpu-bench-"))
     out = args.out or work
     out.mkdir(parents=True, exist_ok=True)

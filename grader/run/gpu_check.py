@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..course.load import Exercise
 from ..locations import PACKAGE
 from ..sandbox.client import UID_BLOCK, UID_BLOCKS, UID_START
 
@@ -131,7 +132,7 @@ def {function}(*args, **kwargs):  # the reference's answer, after asking for mor
 """
 
 
-def memory_hog(folder: Path, exercise, mib: int) -> Path:
+def memory_hog(folder: Path, exercise: Exercise, mib: int) -> Path:
     """The reference solutions, but ``exercise``'s function first allocates ``mib`` MiB where its inputs are."""
     target = folder / "gpu_memory_hog"
     shutil.copytree(ROOT / "solutions", target)
