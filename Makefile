@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # What the set-up installs. A GPU runner brings its own CUDA build of torch: point VENV at the
 # environment that holds it and leave TORCH empty (docs/gpu.md), e.g.
-#   make gpu-check VENV=/opt/torch/.venv TORCH= EXTRAS=dev
+#   make gpu-check VENV=/opt/torch/.venv TORCH= EXTRAS=
 TORCH     ?= torch==2.13.0
 EXTRAS    ?= dev,lms
 PIP_FLAGS ?=
@@ -18,7 +18,8 @@ setup: $(VENV)/.installed
 # 100 packages) is installed too, so that the otter / Gradescope tests run here and in CI.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(if $(TORCH),$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FLAGS) "$(TORCH)")
+	$(if $(TORCH),$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FLAGS) "$(TORCH)",\
+	  @$(PY) -c "import torch" 2>/dev/null || { echo "TORCH= keeps the torch of VENV=$(VENV), which has none: point VENV at the environment that holds your CUDA torch"; exit 2; })
 	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_FLAGS) -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $@
 

@@ -89,12 +89,12 @@ class Expect:
         nan = got64.isnan() & ~exp64.isnan()
         if bool(nan.any()):
             where = _index_words(nan.nonzero()[0].tolist(), dims, got.dim())
-            raise AssertionError(f"{what} contains NaN in {int(nan.sum())} of {got.numel()} places (first at {where}) "
-                                 "where a number was expected.")
+            raise AssertionError(f"{what}: NaN in {int(nan.sum())} of {got.numel()} places (first at {where}) "
+                                 "where a number was expected.")  # "what" may be plural: no verb
         inf = got64.isinf() & ~exp64.isinf()
         if bool(inf.any()):
             where = _index_words(inf.nonzero()[0].tolist(), dims, got.dim())
-            raise AssertionError(f"{what} contains inf in {int(inf.sum())} places (first at {where}): an overflow?")
+            raise AssertionError(f"{what}: inf in {int(inf.sum())} places (first at {where}): an overflow?")
         error = torch.where(wrong, (got64 - exp64).abs(), torch.zeros_like(got64))
         worst = _unravel(int(error.argmax()), tuple(error.shape))
         raise AssertionError(
