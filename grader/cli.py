@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grader", description="Sandboxed autograder for a course of coding exercises (the course is course.yaml).")
     parser.add_argument("--course", metavar="FILE", help="the course file (default: ./course.yaml)")
     common = argparse.ArgumentParser(add_help=False)  # --course is accepted after the command too
-    common.add_argument("--course", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--course", metavar="FILE", default=argparse.SUPPRESS,
+                        help="the course file (default: ./course.yaml, else this repository's)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     check = commands.add_parser("check", parents=[common], help="student self-check of ./exercises (public tests only)")
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dir", help="the folder holding your exercise files (default: ./exercises, or if there is none, "
                        "the course's exercises folder)")
     check.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
+    check.add_argument("--stop", action="store_true", help="stop this course's background check server and exit")
 
     grade = commands.add_parser("grade", parents=[common], help="grade submissions with every test (instructors)")
     grade.add_argument("paths", nargs="+", metavar="PATH", help="a submission (folder, .zip, .ipynb) or a folder of them")
@@ -87,6 +89,10 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
 
     course_file = Path(args.course) if args.course else default_course_path()
     course = load_course(course_file, check_torch_names=False)  # the ids and paths; no torch import here
+    if args.stop:
+        stopped = warm_server.stop(course_file, args.device)
+        print("check server stopped." if stopped else "no check server was running for this course.")
+        return 0
     unknown = [i for i in args.ids if i not in course.ids]
     if unknown:
         close = difflib.get_close_matches(unknown[0], course.ids, n=1)

@@ -108,3 +108,24 @@ def test_a_changed_course_gets_a_new_server(served):
     while old.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not old.exists()
+
+
+def test_check_stop_ends_the_server(served):
+    """``check --stop`` ends the course's server at once, and says when none was running."""
+    course, student, _ = served
+    pid = server_pid(course)
+    stopped = check(course, student, "--stop", warm=True)
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "check server stopped."
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), "the check server still runs"
+    again = check(course, student, "--stop", warm=True)
+    assert again.returncode == 0 and again.stdout.strip() == "no check server was running for this course."
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+    except (OSError, IndexError):
+        return "Z"
