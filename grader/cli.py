@@ -244,6 +244,7 @@ def _emit(out: str | None, text: str) -> None:
 
     if out:
         terminal.write_atomically(out, text)
+        print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
 
