@@ -22,7 +22,7 @@ import torch
 from . import faults
 from ..course.load import Course, Exercise
 from ..intake.allowlist import Violation, describe, exercise_violations, scan_notebook
-from ..sandbox import cgroups, codec
+from ..sandbox import cgroups, codec, harden
 from ..sandbox.capture import OutputCapture
 from ..sandbox.client import WorkerDied, WorkerProcess, WorkerTimeout, Zygote, claim_uid_block
 from ..intake.submission import Submission
@@ -68,7 +68,7 @@ def sandbox_plan(course: Course, slot: int, hide: list[str]) -> dict:
             "tmpfs_bytes": int(limits.tmpfs_mb * 2**20), "hide": hide}
     if os.geteuid() == 0:
         # NPROC counts the threads of a uid across processes: only meaningful for our own uid.
-        plan.update(uid=claim_uid_block() + slot, processes=64)
+        plan.update(uid=claim_uid_block() + slot, processes=64, namespaces=harden.namespaces_allowed())
     if any(e.device == "cuda" for e in course.exercises):
         # A CUDA context maps far more private memory than a CPU worker: keep the data cap
         # for runaway Python objects, but high enough for the driver. GPU memory itself is
@@ -88,6 +88,8 @@ class StudentCode:
         self.output = OutputCapture(int(course.sandbox.output_kb * 1024))  # the workers' stdout and stderr
         self.scratch = tempfile.mkdtemp(prefix="grader-scratch-")
         self.plan = dict(sandbox_plan(course, slot, list(hide)), scratch=self.scratch)
+        if "uid" in self.plan and not self.plan["namespaces"]:  # the worker's own uid works in it, in no root of its own
+            os.chown(self.scratch, self.plan["uid"], self.plan["uid"])
         self.protections: list[str] = []
         self.blame_worker: WorkerProcess | None = None  # see blame(): never used for a score
         self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
@@ -144,15 +146,16 @@ class StudentCode:
         return self.worker
 
     def _placement(self) -> dict:
-        """How the zygote places a new worker (root only): its own PID namespace, and the
-        cgroups of its uid, with room for its data limit, its /tmp and /dev/shm and torch."""
+        """How the zygote places a new worker (root only): its own PID namespace (where the
+        machine allows namespaces), and the cgroups of its uid, with room for its data limit,
+        its /tmp and /dev/shm and torch."""
         plan = self.plan
-        if "uid" not in plan or not plan.get("namespaces", True):
+        if "uid" not in plan:
             return {"isolate": False}
         memory = plan["memory_bytes"] + 2 * plan["tmpfs_bytes"] + CGROUP_HEADROOM_BYTES
         # The slot's pids cgroup also holds the blame worker and killed workers the zygote has
         # not reaped yet (a zombie counts until reaped): room for a few, each capped by NPROC.
-        return {"isolate": True, "uid": plan["uid"], "memory_bytes": memory,
+        return {"isolate": True, "pid_namespace": bool(plan.get("namespaces", True)), "uid": plan["uid"], "memory_bytes": memory,
                 "processes": SLOT_WORKERS * plan["processes"]}
 
     def _spawn(self) -> WorkerProcess:

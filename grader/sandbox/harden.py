@@ -119,6 +119,22 @@ def _tmpfs(target: str, size: int, mode: str, *, readonly: bool = False) -> None
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | (MS_RDONLY if readonly else 0), f"size={size},mode={mode}")
 
 
+@functools.lru_cache(maxsize=1)
+def namespaces_allowed() -> bool:
+    """Root only: may a child of this process make the namespaces and mounts of ``isolate``?
+    Not in a container without CAP_SYS_ADMIN (Docker's default): there workers go without
+    them (their reports leave those protections out) instead of failing to start."""
+    if os.geteuid() != 0:
+        return False
+    pid = os.fork()
+    if pid == 0:  # the child only makes two system calls and exits
+        allowed = (_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID) == 0
+                   and _libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0)
+        os._exit(0 if allowed else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def isolate(plan: dict) -> list[str]:
     """Root only: private network and IPC namespaces, and a file system of its own.
 

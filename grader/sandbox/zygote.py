@@ -5,10 +5,10 @@ repository from ``sys.path``, then forks one worker per request. It never import
 solution, a suite or a hidden test, and never touches CUDA, so a worker finds nothing
 secret in its memory and CUDA can still be initialised after the fork.
 
-Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork", "isolate": bool, "uid": U,
-"memory_bytes": M, "processes": P}`` with two descriptors (the worker's channel and the write
-end of its output pipe) -> ``{"pid": N}`` (as root with ``isolate``: the worker is process 1
-of a new PID namespace, in its uid's memory and pids cgroups); ``{"op": "reap", "pid": N}`` ->
+Control messages (SOCK_SEQPACKET, JSON): ``{"op": "fork", "isolate": bool, "pid_namespace": bool,
+"uid": U, "memory_bytes": M, "processes": P}`` with two descriptors (the worker's channel and
+the write end of its output pipe) -> ``{"pid": N}`` (as root with ``isolate``: the worker is in
+its uid's memory and pids cgroups, and with ``pid_namespace`` process 1 of a new PID namespace); ``{"op": "reap", "pid": N}`` ->
 ``{"status": "exit 0" | "signal 9"}``; ``{"op": "release", "pid": N}`` (no answer): reap it
 whenever it is gone, for a worker the grader killed and need not wait for; ``{"op": "link"}`` with one descriptor opens
 another control link (one per parallel slot), served by a fork server of its own that moves
@@ -196,7 +196,8 @@ def _fork_worker(request: dict, fds: list[int], link: socket.socket, on_full: Ca
     submission (it waits for the grader's ``init``, sent only once this answers)."""
     global _pid_namespaces
     isolate = os.geteuid() == 0 and request.get("isolate", False)
-    if isolate and _pid_namespaces is None:
+    own_pids = isolate and request.get("pid_namespace", True)  # not where namespaces are refused
+    if own_pids and _pid_namespaces is None:
         _pid_namespaces = harden.PidNamespaces()
     uid = int(request.get("uid") or 0)
     if isolate and uid and uid not in _slots:
@@ -208,7 +209,7 @@ def _fork_worker(request: dict, fds: list[int], link: socket.socket, on_full: Ca
         _enter_slot(uid)
     me = os.getpid()
     try:
-        if isolate:
+        if own_pids:
             _pid_namespaces.for_next_child()
         try:
             pid = os.fork()
@@ -223,7 +224,7 @@ def _fork_worker(request: dict, fds: list[int], link: socket.socket, on_full: Ca
             _first_for_the_oom_killer()
             worker.main(fds[0], fds[1], parent=me)  # never returns
     finally:
-        if isolate:
+        if own_pids:
             _pid_namespaces.restore()
         for fd in fds:
             os.close(fd)
