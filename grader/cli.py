@@ -189,6 +189,12 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
         index = write_class_index(ordered, Path(args.report_dir), args.audience)
         print(f"feedback reports written to {args.report_dir}/ (one .html and one .md per submission; "
               f"class overview: {index})", file=sys.stderr)
+    failed = [r for r in ordered if r.sandbox_failure]
+    if failed:  # grading did not complete: say so in one line, and exit non-zero
+        print(f"error: {failed[0].sandbox_failure}, for {len(failed)} of {len(ordered)} submissions (their results "
+              "say \"not graded\"). Fix: check that this machine allows the sandbox (docs/security.md), then grade "
+              "them again.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -90,6 +90,9 @@ class SubmissionResult:
     """The start of what the student's code printed (staff only)."""
     seconds: float = 0.0
     """Wall time spent grading it, loading included."""
+    sandbox_failure: str = ""
+    """Why the sandbox could not start a worker for it (the machine's fault, set by the grader
+    before any student code ran); then its results are not grades."""
 
     @property
     def score(self) -> float:
@@ -108,7 +111,8 @@ class SubmissionResult:
         """One line of a results file: the contract's dict, unrounded, plus what staff reports need."""
         figures = {f"{e.id}/{t.name}": t.figures for e in self.exercises for t in e.tests if t.figures}
         return {"result": self.to_dict(digits=None), "protections": self.protections, "printed": self.printed,
-                "seconds": round(self.seconds, 4), "figures": figures}
+                "seconds": round(self.seconds, 4), "figures": figures,
+                **({"sandbox_failure": self.sandbox_failure} if self.sandbox_failure else {})}
 
     @classmethod
     def from_record(cls, record: dict) -> "SubmissionResult":
@@ -125,7 +129,7 @@ class SubmissionResult:
                      for t in e["tests"]]
             exercises.append(ExerciseResult(e["id"], e.get("title", e["id"]), e["max_score"], tests))
         return cls(data["submission"], exercises, list(data["errors"]), list(record.get("protections", [])),
-                   record.get("printed", ""), float(record.get("seconds", 0.0)))
+                   record.get("printed", ""), float(record.get("seconds", 0.0)), str(record.get("sandbox_failure", "")))
 
 
 def document(results: list[SubmissionResult], device: dict | None = None) -> dict:

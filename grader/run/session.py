@@ -125,8 +125,11 @@ class _BatchPlugin:
         finally:
             code.close()
             self.state.current = None
+        if code.start_failure:
+            errors = [*errors, f"not graded: {code.start_failure} (the grading machine's problem, not the "
+                      "submission's); grade it again once the machine is fixed."]
         result = self._result(name, items, outcomes, errors, ids)
-        result.protections, result.printed = protections, printed
+        result.protections, result.printed, result.sandbox_failure = protections, printed, code.start_failure
         result.seconds = time.perf_counter() - started
         return result
 

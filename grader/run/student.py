@@ -104,6 +104,7 @@ class StudentCode:
         self.chains = 0                                             # pipelines sent, see exchange_path()
         self.cgroup: cgroups.Slot | None = None                     # the worker uid's cgroups (as root)
         self.oom_kills_before = 0                                   # the slot's OOM kills before this worker
+        self.start_failure = ""                                     # why no worker could start (before any student code)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -162,16 +163,23 @@ class StudentCode:
         """A new worker with the submission loaded (and its notebook cells run), hardened."""
         slot = self._slot()
         self.oom_kills_before = slot.oom_kills() if slot is not None else 0
-        worker = self.zygote.fork(self.output.write_fd, self._placement())
+        try:
+            worker = self.zygote.fork(self.output.write_fd, self._placement())
+        except RuntimeError as exc:  # the zygote could not fork it: the machine's fault
+            self.start_failure = str(exc)
+            raise
         sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
         try:
             hello, _ = worker.request({"sources": sources, "notebook": self.submission.notebook, "sandbox": self.plan,
                                        "dead": self._dead_functions()}, timeout=WORKER_START_SECONDS)
         except (WorkerTimeout, WorkerDied) as exc:
-            raise RuntimeError(f"the sandbox could not start a worker ({type(exc).__name__})") from None
+            self.start_failure = f"the sandbox could not start a worker ({type(exc).__name__})"
+            raise RuntimeError(self.start_failure) from None
         if not hello["ok"]:  # the fields of every answer are checked (codec.check_answer)
             worker.kill()
-            raise RuntimeError(f"the sandbox could not start a worker: {text_field(hello['error'], 'message', 300, 'no reason given')}")
+            self.start_failure = ("the sandbox could not start a worker: "
+                                  f"{text_field(hello['error'], 'message', 300, 'no reason given')}")
+            raise RuntimeError(self.start_failure)
         self.protections = list(hello.get("protections", []))
         if self.submission.notebook is not None and self.course.policy.static_scan:  # a cell that breaks the policy never runs
             for index, why in scan_notebook(tuple(self.submission.notebook), self.course.policy,
