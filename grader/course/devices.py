@@ -23,16 +23,22 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def gpu_name() -> str:
+def nvidia_smi(query: str) -> list[str]:
+    """The lines ``nvidia-smi`` prints for ``query`` (``--query-gpu=name``...), CSV without
+    header or units; none without nvidia-smi or when it fails."""
     smi = shutil.which("nvidia-smi")
     if not smi:
-        return "unknown GPU"
+        return []
     try:
-        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
-                             timeout=20).stdout.strip().splitlines()
+        out = subprocess.run([smi, query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                             timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown GPU"
-    return out[0] if out else "unknown GPU"
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def gpu_name() -> str:
+    return (nvidia_smi("--query-gpu=name") or ["unknown GPU"])[0]
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,9 @@ def check_device_bugs(full: dict[str, float], bugs_cpu: dict, bugs_gpu: dict) ->
 
 def gpu_memory_mib() -> int:
     """The GPU's memory, from nvidia-smi (the grader itself never initialises CUDA)."""
-    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                         capture_output=True, text=True, timeout=30).stdout.split()
-    return int(out[0])
+    from ..course.devices import nvidia_smi
+
+    return int(nvidia_smi("--query-gpu=memory.total")[0])
 
 
 HOG = """
@@ -170,12 +170,9 @@ def leftovers() -> list[str]:
             continue
         if uid in sandbox_uids or "grader.sandbox" in command or "-m grader " in command:
             found.append(f"process {entry.name} (uid {uid}): {command[:120]}")
-    if not shutil.which("nvidia-smi"):
-        return found
-    apps = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader"],
-                          capture_output=True, text=True, timeout=30).stdout.strip()
-    found += [f"CUDA context still open: {line}" for line in apps.splitlines() if line.strip()]
-    return found
+    from ..course.devices import nvidia_smi
+
+    return found + [f"CUDA context still open: {line}" for line in nvidia_smi("--query-compute-apps=pid,used_memory")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,7 +104,7 @@ class StudentCode:
         self.chains = 0                                             # pipelines sent, see exchange_path()
         self.cgroup: cgroups.Slot | None = None                     # the worker uid's cgroups (as root)
         self.oom_kills_before = 0                                   # the slot's OOM kills before this worker
-        self.start_failure = ""                                     # why no worker could start (before any student code)
+        self.start_failure = ""                                     # see _not_started()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -146,6 +146,15 @@ class StudentCode:
         self.worker = self._spawn()
         return self.worker
 
+    def _not_started(self, why: str) -> RuntimeError:
+        """A worker that could not start. Before this submission's first worker started, none
+        of its code has run anywhere: the machine's fault, and the submission is not graded
+        (``start_failure``). Later, an earlier worker of its own may have caused it: the
+        tests concerned are errors, as any grader failure."""
+        if not self.protections:  # set by the first worker that started
+            self.start_failure = why
+        return RuntimeError(why)
+
     def _placement(self) -> dict:
         """How the zygote places a new worker (root only): its own PID namespace (where the
         machine allows namespaces), and the cgroups of its uid, with room for its data limit,
@@ -165,21 +174,18 @@ class StudentCode:
         self.oom_kills_before = slot.oom_kills() if slot is not None else 0
         try:
             worker = self.zygote.fork(self.output.write_fd, self._placement())
-        except RuntimeError as exc:  # the zygote could not fork it: the machine's fault
-            self.start_failure = str(exc)
-            raise
+        except RuntimeError as exc:  # the zygote could not fork it
+            raise self._not_started(str(exc)) from None
         sources = {name: (f.path, f.text) for name, f in self.submission.sources.items()}
         try:
             hello, _ = worker.request({"sources": sources, "notebook": self.submission.notebook, "sandbox": self.plan,
                                        "dead": self._dead_functions()}, timeout=WORKER_START_SECONDS)
         except (WorkerTimeout, WorkerDied) as exc:
-            self.start_failure = f"the sandbox could not start a worker ({type(exc).__name__})"
-            raise RuntimeError(self.start_failure) from None
+            raise self._not_started(f"the sandbox could not start a worker ({type(exc).__name__})") from None
         if not hello["ok"]:  # the fields of every answer are checked (codec.check_answer)
             worker.kill()
-            self.start_failure = ("the sandbox could not start a worker: "
-                                  f"{text_field(hello['error'], 'message', 300, 'no reason given')}")
-            raise RuntimeError(self.start_failure)
+            raise self._not_started("the sandbox could not start a worker: "
+                                    f"{text_field(hello['error'], 'message', 300, 'no reason given')}")
         self.protections = list(hello.get("protections", []))
         if self.submission.notebook is not None and self.course.policy.static_scan:  # a cell that breaks the policy never runs
             for index, why in scan_notebook(tuple(self.submission.notebook), self.course.policy,

@@ -71,6 +71,16 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 GPU_DEVICES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 
 
+def gpu_machine() -> bool:
+    """An NVIDIA driver is here (its control node), whatever this process's torch can do."""
+    return os.path.exists("/dev/nvidiactl")
+
+
+def on_cuda(plan: dict) -> bool:
+    """The plan is a worker's of a course graded on CUDA (only those carry a GPU share)."""
+    return "gpu_memory_fraction" in plan
+
+
 @functools.lru_cache(maxsize=1)
 def runtime_paths() -> tuple[str, ...]:
     """What a worker's file system holds, read-only: the Python runtime and its packages (the
@@ -82,7 +92,7 @@ def runtime_paths() -> tuple[str, ...]:
     for top in ("/lib", "/lib64", "/lib32", "/libx32"):
         if os.path.exists(top):
             paths.add(top)  # a symlink into /usr on most systems: recreated as one
-    if os.path.exists("/dev/nvidiactl"):
+    if gpu_machine():
         paths.update({"/sys", "/etc/ld.so.cache"})  # the driver reads both (CUDA ran so on an H200, 2026-12-04)
     ordered = sorted(paths)
     return tuple(p for p in ordered if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in ordered))
@@ -162,7 +172,7 @@ def _scratch_and_devices(new: str, plan: dict) -> None:
     student's ``/tmp/work``) and ``/dev/shm`` of the root being built at ``new``."""
     size = int(plan.get("tmpfs_bytes", 64 << 20))
     _tmpfs(new + "/dev", 64 << 10, "755")
-    gpu = (*GPU_DEVICES, *_gpu_nodes()) if "gpu_memory_fraction" in plan else ()  # only a CUDA course's workers
+    gpu = (*GPU_DEVICES, *_gpu_nodes()) if on_cuda(plan) else ()  # only a CUDA course's workers
     for name in (*DEVICES, *gpu):
         if os.path.exists("/dev/" + name):
             _bind("/dev/" + name, new + "/dev/" + name, writable=True)

@@ -425,9 +425,9 @@ def prepare_device(plan: dict) -> list[str]:
     made at import time too), no TF32 (the reference in the grader runs without it, so
     tolerances mean the same on every GPU); a GPU that cannot be used here fails the
     worker's start, never the student. Graded on the CPU: no GPU visible at all."""
-    if "gpu_memory_fraction" not in plan:
+    if not harden.on_cuda(plan):
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # read by CUDA when (if ever) it initialises
-        return ["no GPU visible"] if os.path.exists("/dev/nvidiactl") else []
+        return ["no GPU visible"] if harden.gpu_machine() else []
     fraction = float(plan["gpu_memory_fraction"])
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -75,7 +75,7 @@ def _warm_up() -> None:
     # combination with fork-based multiprocessing"), measured on an H200. There, each worker
     # runs its own first backward (about 15 ms on the CPU). The GPU is looked for without
     # NVML: nothing of the GPU's is set up in the zygote for its workers to inherit.
-    if not (torch.backends.cuda.is_built() and os.path.exists("/dev/nvidiactl")):
+    if not (torch.backends.cuda.is_built() and harden.gpu_machine()):
         vjp([(y, torch.ones_like(y))], [x])  # as workers compute gradients
     if torch.backends.mkldnn.is_available():  # oneDNN's lazy set-up, once (a layout a student may reach)
         torch.ones(1, 2, 1).to_mkldnn().to_dense()
