@@ -31,6 +31,28 @@ def attention(Q, K, V, mask=None):
     return apply_attention_weights(weights, V), weights
 '''
 
+# The same, except that once it has seen a softmax answer other than its own softmax's (the
+# grader's reference, during blame) it computes a right attention by itself from then on.
+ATTENTION_TURNCOAT = ATTENTION_REUSING.replace("def attention(Q, K, V, mask=None):\n", """SEEN = []
+
+
+def attention(Q, K, V, mask=None):
+    if SEEN:
+        import math
+        import torch
+        scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.size(-1))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return weights @ V, weights
+    import torch
+    probe = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    own = torch.exp(probe) / torch.exp(probe).sum(dim=0, keepdim=True)
+    if not torch.equal(softmax(probe, dim=-1), own):
+        SEEN.append(True)
+""", 1)
+
 
 def attention_hints(submission: dict) -> list[str]:
     return [h for e in submission["exercises"] if e["id"] == "attention" for t in e["tests"] for h in t["hints"]]
@@ -42,6 +64,7 @@ def blamed(tmp_path_factory) -> dict:
     make_submission(root / "bad_softmax", {"softmax": WRONG_SOFTMAX, "attention": ATTENTION_REUSING})
     make_submission(root / "bad_scores", {"attention_scores": UNSCALED, "attention": ATTENTION_REUSING})
     make_submission(root / "all_right", {"attention": ATTENTION_REUSING})
+    make_submission(root / "turncoat", {"softmax": WRONG_SOFTMAX, "attention": ATTENTION_TURNCOAT})
     return by_name(grade_json(tmp_path_factory.mktemp("out"), root, extra=("--report-dir", str(root.parent / "reports"))))
 
 
@@ -51,6 +74,18 @@ def test_blame_names_the_faulty_earlier_exercise(blamed):
     assert hints and all("comes from your softmax" in h for h in hints)
     hints = attention_hints(blamed["bad_scores"])
     assert hints and all("comes from your attention_scores" in h for h in hints)
+
+
+def test_blame_answers_never_reach_a_graded_call(blamed):
+    """Blame runs the student's code with the reference in place of their softmax: an attention
+    that turns right once it has seen a reference answer must still fail every test the plain
+    one fails (blame runs only once every graded call is made)."""
+    def statuses(name):
+        return [(t["name"], t["status"]) for e in blamed[name]["exercises"] if e["id"] == "attention" for t in e["tests"]]
+
+    assert "failed" in {status for _, status in statuses("bad_softmax")}
+    assert statuses("turncoat") == statuses("bad_softmax")
+    assert any("comes from your softmax" in h for h in attention_hints(blamed["turncoat"]))
 
 
 def test_blame_is_feedback_only_by_default(blamed, reference_report):

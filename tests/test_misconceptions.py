@@ -506,7 +506,7 @@ import json
 import pytest
 from grader.course.load import load_course
 from grader.run.state import STATE, GradingState
-from grader.run.verdict import OUTCOME
+from grader.run.verdict import OUTCOME, explain
 from grader.intake.submission import SourceFile, Submission
 
 pytest_plugins = ["grader.pytest_plugin"]
@@ -533,6 +533,8 @@ def pytest_sessionstart(session):
 
 def pytest_runtest_teardown(item):
     outcome = item.stash[OUTCOME]
+    if outcome.calls is not None:  # a failure's hints, as the session adds them after the submission's tests
+        outcome = explain(item, outcome)
     with open("outcomes.jsonl", "a") as out:
         out.write(json.dumps([item.name, outcome.status, list(outcome.hints)]) + "\\n")
 '''

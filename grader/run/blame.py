@@ -10,13 +10,12 @@ import pytest
 
 from ..compare.closeness import is_close
 from .items import exercise_id
-from .state import CALLS, STATE
+from .state import STATE
 
 
-def blamed_exercises(item: pytest.Item) -> list[str]:
+def blamed_exercises(item: pytest.Item, calls: list) -> list[str]:
     """The ids of the earlier exercises whose reference, in place of the student's function,
-    makes the failed test's calls right; [] when none does (or blame does not apply)."""
-    calls = item.stash.get(CALLS, None)
+    makes the failed test's ``calls`` right; [] when none does (or blame does not apply)."""
     state = item.config.stash.get(STATE, None)
     if not calls or state is None or state.current is None:
         return []
@@ -27,9 +26,13 @@ def blamed_exercises(item: pytest.Item) -> list[str]:
     uses = [course.exercise(i) for i in exercise.uses]
     references = {e.id: state.reference(e) for e in uses}
     own_reference = state.reference(exercise)
+    expected: dict[int, object] = {}  # call index -> the reference's answer, once per call
 
     def passes(call, value) -> bool:
-        return is_close(value, own_reference(*call.args, **call.kwargs), exercise.tolerance)
+        index = next(n for n, c in enumerate(calls) if c is call)
+        if index not in expected:
+            expected[index] = own_reference(*call.args, **call.kwargs)
+        return is_close(value, expected[index], exercise.tolerance)
 
     try:
         return list(state.current.blame(exercise, uses, calls, references, passes))

@@ -19,7 +19,7 @@ import pytest
 from ..locations import PACKAGE
 from ..course.load import Course
 from ..errors import UsageError
-from . import direct
+from . import direct, verdict
 from .replay import Memo
 from .items import exercise_id, marker_points
 from .state import SEED, STATE, GradingState
@@ -115,6 +115,8 @@ class _BatchPlugin:
                 if outcome is None:
                     outcome = self._run(item, code)
                 outcomes.append(outcome)
+            # every graded call is made: the failures' hints may now rerun calls (blame)
+            outcomes = [verdict.explain(item, o) if o.calls is not None else o for item, o in zip(items, outcomes)]
             errors = code.errors()
             protections, printed = code.protections, code.printed()
         except Exception as exc:  # a bug of the grader's own: cost this submission only

@@ -91,7 +91,6 @@ class StudentCode:
         if "uid" in self.plan and not self.plan["namespaces"]:  # the worker's own uid works in it, in no root of its own
             os.chown(self.scratch, self.plan["uid"], self.plan["uid"])
         self.protections: list[str] = []
-        self.blame_worker: WorkerProcess | None = None  # see blame(): never used for a score
         self.checked: dict[str, faults.StudentFault | None] = {}   # exercise id -> gate result
         self.dead: dict[str, faults.StudentFault] = {}             # exercise id -> fault that killed it
         self.dead_at_import: set[str] = set()                      # ... when that was its import
@@ -110,8 +109,6 @@ class StudentCode:
 
     def close(self) -> None:
         """End the worker and anything it started; remove what it wrote."""
-        if self.blame_worker is not None:
-            self.blame_worker.kill(wait=False)
         self._stop_worker()
         self.output.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -163,8 +160,8 @@ class StudentCode:
         if "uid" not in plan:
             return {"isolate": False}
         memory = plan["memory_bytes"] + 2 * plan["tmpfs_bytes"] + CGROUP_HEADROOM_BYTES
-        # The slot's pids cgroup also holds the blame worker and killed workers the zygote has
-        # not reaped yet (a zombie counts until reaped): room for a few, each capped by NPROC.
+        # The slot's pids cgroup also holds killed workers the zygote has not reaped yet (a
+        # zombie counts until reaped): room for a few, each capped by NPROC.
         return {"isolate": True, "pid_namespace": bool(plan.get("namespaces", True)), "uid": plan["uid"], "memory_bytes": memory,
                 "processes": SLOT_WORKERS * plan["processes"]}
 
@@ -454,18 +451,14 @@ class StudentCode:
         """Which of ``uses`` (earlier exercises) makes ``exercise`` fail: the ids whose reference,
         put in place of the student's own, makes every recorded call pass (``passes(call, value)``).
 
-        It runs in a worker of its own, never the one that earns scores: the student's code
-        sees reference answers there, so nothing of that run may reach a graded call.
+        Only once every call that earns a score has been made (``grader.run.verdict.explain``):
+        the student's code sees reference answers here, in the submission's worker, and nothing
+        of that may reach a graded call.
         """
         found = []
         try:
-            if self.blame_worker is None or not self.blame_worker.alive:
-                self.blame_worker = self._spawn()
-                answer, _ = self.blame_worker.request(
-                    {"op": "load", "exercise": exercise.id, "function": exercise.function,
-                     "banned_kernels": list(exercise.banned_kernels)}, timeout=self._time_for(exercise))
-                if not answer.get("ok"):
-                    return []
+            if not self._gradeable(exercise):
+                return []  # it died (or broke) in a later test: its worker holds a stand-in
             for other in uses:
                 if not self._gradeable(other):
                     continue  # missing, forbidden or broken: its own tests say so
@@ -473,12 +466,12 @@ class StudentCode:
                        for call in calls):
                     found.append(other.id)
         except (WorkerTimeout, WorkerDied, faults.StudentFault, codec.ProtocolError, KeyError):
-            if self.blame_worker is not None:
-                self.blame_worker.kill()
+            if self.worker is not None:
+                self.worker.kill()
         return found
 
     def _rerun(self, exercise: Exercise, call, substitute: dict[str, str], references: dict[str, Any]) -> Any:
-        """One recorded call again, in the blame worker, with ``substitute``'s references answering
+        """One recorded call again, in the submission's worker, with ``substitute``'s references answering
         the student's calls of those exercises (``callback`` questions, answered here).
 
         The student's code picks the questions' inputs: each is refused (the student's code sees
@@ -513,8 +506,8 @@ class StudentCode:
             except Exception:  # noqa: BLE001 - inputs the reference cannot take: the student's code hears so
                 return {"error": "the reference could not take these inputs"}, []
 
-        reply, out = self.blame_worker.request(request, tensors, timeout=self._time_for(exercise), callback=answer,
-                                               max_payload=most_elements * max(codec.ITEMSIZE.values()))
+        reply, out = self._start().request(request, tensors, timeout=self._time_for(exercise), callback=answer,
+                                           max_payload=most_elements * max(codec.ITEMSIZE.values()))
         if not reply.get("ok"):
             raise faults.ErrorFault("the run with a reference in place raised")
         return codec.decode_value(reply["value"], out)

@@ -2,10 +2,13 @@
 
 pytest's run (the plugin's ``pytest_runtest_makereport``) and the direct run
 (grader/run/direct.py) both hand what a test raised to ``outcome_of``; a replayed test
-(grader/run/replay.py) gets the outcome that its remembered run got here."""
+(grader/run/replay.py) gets the outcome that its remembered run got here. A failed test's
+hints (blame, else a misconception) come from ``explain``, once every test of the submission
+has run (grader/run/session.py): blame reruns calls with references in place, in the worker
+that earned the scores, which nothing graded may use after that."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -28,6 +31,8 @@ class Outcome:
     figures: tuple = ()
     """(title, expected 2-D values, the student's), for the heatmaps of feedback reports; only
     for a failed test whose suite asks for a picture (``@pytest.mark.picture``)."""
+    calls: list | None = field(default=None, compare=False, repr=False)
+    """The calls of a failed test whose hints are still to come (``explain``); else None."""
 
 
 OUTCOME = pytest.StashKey[Outcome]()
@@ -38,11 +43,22 @@ def outcome_of(item: pytest.Item, exc: BaseException, when: str) -> Outcome:
     outcome = classify(exc)
     if when == "call" and outcome.status == "failed" and isinstance(exc, AssertionError):
         # failures only: passing tests pay nothing for any of this
-        outcome.hints += misconception_hints(item)
         outcome.figures = failure_figures(item)
-        culprits = blamed_exercises(item)
-        if culprits:
-            outcome = _blamed(item, outcome, culprits)
+        outcome.calls = list(item.stash.get(CALLS, ()))
+    return outcome
+
+
+def explain(item: pytest.Item, outcome: Outcome) -> Outcome:
+    """A failed test's outcome with its hints: the earlier exercises to blame, if the
+    reference of one in place of the student's makes the test pass; else the misconception
+    that explains its calls, if one does. Only once every test of the submission has run."""
+    calls, outcome.calls = outcome.calls, None
+    if not calls:
+        return outcome
+    culprits = blamed_exercises(item, calls)
+    if culprits:
+        return _blamed(item, outcome, culprits)
+    outcome.hints += misconception_hints(item, calls)
     return outcome
 
 
@@ -56,16 +72,15 @@ def _blamed(item: pytest.Item, outcome: Outcome, culprits: list[str]) -> Outcome
     if course.blame_earns_points:
         return Outcome("passed", f"passed with the reference in place of {names} (course policy): {outcome.message}",
                        (note,), outcome.figures)
-    # The blame replaces the misconception hints: those describe what this function's output
-    # looks like, and the cause is elsewhere.
+    # The blame stands instead of the misconception hints: those describe what this function's
+    # output looks like, and the cause is elsewhere.
     return Outcome(outcome.status, outcome.message, (note,), outcome.figures)
 
 
-def misconception_hints(item: pytest.Item) -> tuple[str, ...]:
+def misconception_hints(item: pytest.Item, calls: list) -> tuple[str, ...]:
     """The hint of the misconception that explains the failed test's calls, if one does."""
-    calls = item.stash.get(CALLS, None)
     state = item.config.stash.get(STATE, None)
-    if not calls or state is None or state.current is None:
+    if state is None or state.current is None:
         return ()
     try:
         exercise = state.course.exercise(exercise_id(item.path))
