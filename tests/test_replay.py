@@ -1,9 +1,10 @@
 """Replaying remembered test runs (grader/run/replay.py): faster, and never a different grade.
 
-A batch remembers each passing test's calls and the student's answers; a later submission
-whose answers are bit for bit the same gets "passed" without pytest running the test, and
-one whose answers differ anywhere gets the test run in full, with exactly the calls a
-plain run makes. So every submission of a batch must be graded exactly as it is alone.
+A batch remembers each test's calls and the student's answers when it passed or failed a
+comparison; a later submission whose answers are bit for bit the same gets that outcome (and
+hints of its own) without pytest running the test, and one whose answers differ anywhere gets
+the test run in full, with exactly the calls a plain run makes. So every submission of a
+batch must be graded exactly as it is alone.
 """
 from __future__ import annotations
 
@@ -30,6 +31,23 @@ def softmax(x, dim=-1):
     return out
 '''
 
+ATTENTION_OVER_DIM_0 = '''import torch
+
+from exercises.apply_weights import apply_attention_weights
+from exercises.attention_scores import attention_scores
+
+
+def attention(Q, K, V, mask=None):
+    scores = attention_scores(Q, K)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    e = torch.exp(scores)
+    weights = e / e.sum(dim=0, keepdim=True)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return apply_attention_weights(weights, V), weights
+'''
+
 CLASS = {
     "a_correct": {},
     "b_correct_again": {},
@@ -45,6 +63,16 @@ CLASS = {
     "f_unstable": {"softmax": "import torch\n\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n"
                               "    return e / e.sum(dim=dim, keepdim=True)\n"},
     "g_correct_at_the_end": {},
+    # the same wrong answers (so the same failed runs, remembered), each with hints of its own:
+    # the unscaled scores' line quoted where each file has it...
+    "h_unscaled": {"attention_scores": "def attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1)\n"},
+    "i_unscaled_elsewhere": {"attention_scores": "def attention_scores(Q, K):\n    # no scaling yet\n\n"
+                                                 "    product = Q @ K.transpose(-2, -1)\n    return product\n"},
+    # ... and attention's failures blamed on the softmax it calls, or on attention itself,
+    # which computes the very same wrong softmax inline
+    "j_softmax_over_dim_0": {"softmax": "import torch\n\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n"
+                                        "    return e / e.sum(dim=0, keepdim=True)\n"},
+    "k_attention_over_dim_0": {"attention": ATTENTION_OVER_DIM_0},
 }
 
 
@@ -67,7 +95,7 @@ def without_name(submission: dict) -> dict:
 
 
 @pytest.mark.parametrize("name", ["c_correct_other_way", "d_stateful", "e_hangs_midway", "f_unstable",
-                                  "g_correct_at_the_end"])
+                                  "g_correct_at_the_end", "i_unscaled_elsewhere", "k_attention_over_dim_0"])
 def test_batch_grades_each_submission_as_alone(batch, klass, tmp_path, name):
     """Is a submission graded after others (whose runs it may replay) graded exactly as alone?"""
     alone = grade_json(tmp_path, klass / name)["submissions"][0]
@@ -84,6 +112,27 @@ def test_the_class_gets_the_grades_its_code_deserves(batch):
     hang = [t["status"] for t in softmax["e_hangs_midway"]["tests"]]
     assert "timeout" in hang and hang[0] == "passed"
     assert any(t["status"] == "failed" for t in softmax["f_unstable"]["tests"])
+
+
+def hints_of(submission: dict, exercise: str) -> list[str]:
+    return [h for e in submission["exercises"] if e["id"] == exercise for t in e["tests"] for h in t["hints"]]
+
+
+def test_a_remembered_failure_gets_the_hints_of_each_submission(batch):
+    """Two submissions failing with the same answers: does each get its own line quoted, and
+    its own blame (the softmax it calls, or none where attention itself is wrong)?"""
+    def statuses(name, exercise):
+        return [(t["name"], t["status"], t["message"]) for e in batch[name]["exercises"] if e["id"] == exercise
+                for t in e["tests"]]
+
+    assert statuses("h_unscaled", "attention_scores") == statuses("i_unscaled_elsewhere", "attention_scores")
+    assert any("failed" in status for status in statuses("h_unscaled", "attention_scores"))
+    assert any("(line 2: return Q @ K.transpose(-2, -1))" in h for h in hints_of(batch["h_unscaled"], "attention_scores"))
+    assert any("(line 4: product = Q @ K.transpose(-2, -1))" in h
+               for h in hints_of(batch["i_unscaled_elsewhere"], "attention_scores"))
+    assert statuses("j_softmax_over_dim_0", "attention") == statuses("k_attention_over_dim_0", "attention")
+    assert any("comes from your softmax" in h for h in hints_of(batch["j_softmax_over_dim_0"], "attention"))
+    assert not any("comes from your softmax" in h for h in hints_of(batch["k_attention_over_dim_0"], "attention"))
 
 
 COUNT_RUNS = """

@@ -128,14 +128,27 @@ def hint_for(misconceptions: Sequence[Misconception], calls: Sequence[Call],
     name messages give them, or a list), or None; ``tolerance`` maps dtype names
     (``"float32"``) to ``Tolerance`` (course.yaml's); ``reference`` is the reference's function.
     """
+    misconception = explaining(misconceptions, calls, tolerance, reference)
+    return None if misconception is None else hint_text(misconception, source_text)
+
+
+def explaining(misconceptions: Sequence[Misconception], calls: Sequence[Call], tolerance: Mapping[str, Any],
+               reference: Callable[..., Any]) -> Misconception | None:
+    """The first of ``misconceptions`` that explains ``calls`` (a function of the calls alone,
+    never of the student's source); None if none does."""
     if not calls or not misconceptions:
         return None
     references = _References(calls, reference)
     with torch.no_grad():
         for misconception in misconceptions:
             if _matches(misconception, calls, references, tolerance):
-                return misconception.hint + _quote(misconception.code_pattern, source_text)
+                return misconception
     return None
+
+
+def hint_text(misconception: Misconception, source_text: str | Sequence[str] | Mapping[str, str] | None) -> str:
+    """The misconception's hint, quoting the student's line that matches its code pattern."""
+    return misconception.hint + _quote(misconception.code_pattern, source_text)
 
 
 # ---------------------------------------------------------------- matching
@@ -242,4 +255,5 @@ def code_lines(text: str) -> list[tuple[int, str]]:
     return found
 
 
-__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "hint_for", "code_lines"]
+__all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "hint_for", "explaining", "hint_text",
+           "code_lines"]

@@ -4,16 +4,16 @@ A suite's test is a deterministic function of its seeded inputs and of what the 
 function answers: given the same answers it makes the same calls and ends the same way.
 So a batch remembers, per test, the calls it made and the answers it got, as a tree:
 
-    node (the test's next request)  --answer digest-->  node ...  -->  leaf (passed)
+    node (the test's next request)  --answer digest-->  node ...  -->  leaf (how it ended)
 
 where an answer's digest covers its bytes on the wire (header and tensors, bit for bit).
 For the next submission, ``Memo.replay`` walks the tree: the remembered requests go to this
 submission's worker, and each answer's digest picks the branch. Reaching a leaf means the
-test would pass: that is its outcome, and no pytest machinery runs. At an answer never
+test would end as it did then: that is its outcome, and no pytest machinery runs. At an answer never
 seen, the answers fetched so far go to ``StudentCode.serve`` and ``replay`` returns None;
 pytest then runs the test, whose first calls get those answers without asking the worker
 again (the worker sees exactly the calls a plain run makes), and ``Memo.learn`` adds the
-run's path if it passed.
+run's path (see below for which runs).
 
 Round trips: the walk asks for a whole *path* (the most travelled branch from here to a
 leaf, then the same for each following test of the exercise) with the digest expected after
@@ -21,12 +21,17 @@ each call; ``StudentCode.exchange_path`` sends its calls as plain calls, several
 the worker, which handles each exactly as a plain call, skips the rest after the first
 unexpected answer, so it never runs a call a plain run would not have.
 
-Only passing runs are remembered: a failure's message may quote the student's source (a
+Remembered: runs that passed, and runs that failed a comparison (an ``AssertionError`` of
+the suite: status, message and pictures are then functions of the answers too). A failure's
+hints are not part of what is remembered: they may quote the student's source (a
 misconception hint) or depend on their other exercises (blame), which no digest of this
-test's answers covers. The worker, its sandbox and its deadlines are those of a plain run.
+test's answers covers, so ``verdict.explain`` gives them for each submission, from the
+remembered calls. Errors and timeouts always run in full: their words may quote the
+student's source. The worker, its sandbox and its deadlines are those of a plain run.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,7 +45,7 @@ from .verdict import Outcome
 from ..sandbox import codec
 from .student import Exchange, Reply, StudentCode
 
-MAX_LEAVES = 64  # distinct passing paths remembered per test; beyond, the test just runs
+MAX_LEAVES = 64  # distinct paths remembered per test; beyond, the test just runs
 PATH_BYTES = 16 << 20  # tensor bytes asked for in one path, at most
 
 
@@ -79,7 +84,7 @@ class Memo:
         self.fetched_from: StudentCode | None = None              # ... from this submission's worker
 
     def replay(self, items: list[pytest.Item], index: int, exercise: Exercise, code: StudentCode) -> Outcome | None:
-        """The outcome of ``items[index]`` when this submission answers as a remembered passing
+        """The outcome of ``items[index]`` when this submission answers as a remembered
         run did; else None, with the answers fetched for it queued in ``code`` for the test's
         run. The paths of the tests after it may ride along in the same request."""
         item = items[index]
@@ -112,7 +117,7 @@ class Memo:
             code.serve(walked)
             return None
         node.visits += 1
-        return node.outcome
+        return dataclasses.replace(node.outcome)  # explain() adds this submission's hints to its own copy
 
     def _fetch(self, node: _Node, exercise: Exercise, code: StudentCode, items: list[pytest.Item], index: int) -> None:
         """Ask the worker for the likeliest path from ``node`` to a leaf, and on through the
@@ -146,9 +151,11 @@ class Memo:
         return steps
 
     def learn(self, item: pytest.Item, exchanges: list[Exchange], outcome: Outcome) -> None:
-        """Remember the path of a run that passed (other outcomes are not remembered)."""
+        """Remember the path of a run that passed or failed a comparison (its hints still to
+        come: ``outcome.failure``); other outcomes are not remembered."""
         tree = self.trees.setdefault(item.nodeid, _Tree())
-        if outcome.status != "passed" or tree.broken or tree.leaves >= MAX_LEAVES:
+        remembered = outcome.status == "passed" or (outcome.status == "failed" and outcome.failure is not None)
+        if not remembered or tree.broken or tree.leaves >= MAX_LEAVES:
             return
         node = tree.root
         for request, tensors, reply in exchanges:
@@ -165,7 +172,7 @@ class Memo:
             return
         node.visits += 1
         if node.outcome is None:
-            node.outcome = outcome
+            node.outcome = dataclasses.replace(outcome)  # before explain() adds the hints of this submission
             tree.leaves += 1
 
 

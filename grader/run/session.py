@@ -68,7 +68,7 @@ class _BatchPlugin:
         self.slot = slot
         self.hide = hide
         self.collection_errors: list[str] = []
-        self.memo = Memo()  # passing runs' calls and answers, to skip pytest when they repeat
+        self.memo = Memo()  # runs' calls and answers, to skip pytest when they repeat
         self.direct: dict[str, bool] = {}  # test id -> whether grader.run.direct can run it
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -116,7 +116,7 @@ class _BatchPlugin:
                     outcome = self._run(item, code)
                 outcomes.append(outcome)
             # every graded call is made: the failures' hints may now rerun calls (blame)
-            outcomes = [verdict.explain(item, o) if o.calls is not None else o for item, o in zip(items, outcomes)]
+            outcomes = [verdict.explain(item, o) if o.failure is not None else o for item, o in zip(items, outcomes)]
             errors = code.errors()
             protections, printed = code.protections, code.printed()
         except Exception as exc:  # a bug of the grader's own: cost this submission only

@@ -13,12 +13,25 @@ from dataclasses import dataclass, field
 import pytest
 
 from ..feedback.pictures import failure_figures
-from ..misconceptions import hint_for
+from ..misconceptions import explaining, hint_text
 from . import faults
 from .blame import blamed_exercises
 from .items import exercise_id
 from .state import CALLS, STATE
 from .student import StudentCode
+
+
+_UNKNOWN = object()
+
+
+@dataclass(eq=False)
+class Failure:
+    """A failed comparison's calls (the student's results recorded), and the misconception
+    that explains them once it has been looked for: a function of the calls alone, so a
+    remembered run (grader/run/replay.py) carries it to the next submission answering the same."""
+
+    calls: list
+    misconception: object = _UNKNOWN
 
 
 @dataclass
@@ -31,8 +44,8 @@ class Outcome:
     figures: tuple = ()
     """(title, expected 2-D values, the student's), for the heatmaps of feedback reports; only
     for a failed test whose suite asks for a picture (``@pytest.mark.picture``)."""
-    calls: list | None = field(default=None, compare=False, repr=False)
-    """The calls of a failed test whose hints are still to come (``explain``); else None."""
+    failure: Failure | None = field(default=None, compare=False, repr=False)
+    """Of a failed comparison whose hints are still to come (``explain``); else None."""
 
 
 OUTCOME = pytest.StashKey[Outcome]()
@@ -44,7 +57,7 @@ def outcome_of(item: pytest.Item, exc: BaseException, when: str) -> Outcome:
     if when == "call" and outcome.status == "failed" and isinstance(exc, AssertionError):
         # failures only: passing tests pay nothing for any of this
         outcome.figures = failure_figures(item)
-        outcome.calls = list(item.stash.get(CALLS, ()))
+        outcome.failure = Failure(list(item.stash.get(CALLS, ())))
     return outcome
 
 
@@ -52,13 +65,13 @@ def explain(item: pytest.Item, outcome: Outcome) -> Outcome:
     """A failed test's outcome with its hints: the earlier exercises to blame, if the
     reference of one in place of the student's makes the test pass; else the misconception
     that explains its calls, if one does. Only once every test of the submission has run."""
-    calls, outcome.calls = outcome.calls, None
-    if not calls:
+    failure, outcome.failure = outcome.failure, None
+    if failure is None or not failure.calls:
         return outcome
-    culprits = blamed_exercises(item, calls)
+    culprits = blamed_exercises(item, failure.calls)
     if culprits:
         return _blamed(item, outcome, culprits)
-    outcome.hints += misconception_hints(item, calls)
+    outcome.hints += misconception_hints(item, failure)
     return outcome
 
 
@@ -77,16 +90,20 @@ def _blamed(item: pytest.Item, outcome: Outcome, culprits: list[str]) -> Outcome
     return Outcome(outcome.status, outcome.message, (note,), outcome.figures)
 
 
-def misconception_hints(item: pytest.Item, calls: list) -> tuple[str, ...]:
-    """The hint of the misconception that explains the failed test's calls, if one does."""
+def misconception_hints(item: pytest.Item, failure: Failure) -> tuple[str, ...]:
+    """The hint of the misconception that explains the failed test's calls, if one does,
+    quoting this student's line."""
     state = item.config.stash.get(STATE, None)
     if state is None or state.current is None:
         return ()
     try:
         exercise = state.course.exercise(exercise_id(item.path))
-        hint = hint_for(state.misconceptions(exercise), calls, exercise_source(state.current, exercise.id),
-                        exercise.tolerance, state.reference(exercise))
-        return () if hint is None else (hint,)
+        if failure.misconception is _UNKNOWN:
+            failure.misconception = explaining(state.misconceptions(exercise), failure.calls, exercise.tolerance,
+                                               state.reference(exercise))
+        if failure.misconception is None:
+            return ()
+        return (hint_text(failure.misconception, exercise_source(state.current, exercise.id)),)
     except Exception:
         return ()  # a broken misconception must never change a grade or hide the failure's message
 
