@@ -172,6 +172,8 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
         grade_batch(course, submissions, jobs=args.jobs, results=store, zygote=zygote,
                     hide=hidden_paths(course, [p for _, p in submissions]), progress=progress)
     except KeyboardInterrupt:
+        if results_path is None:
+            raise UsageError("interrupted: nothing was written.") from None
         finished = len(store.done)
         raise UsageError(f"interrupted: {finished} of {total} submissions graded and kept in {results_path}; "
                          "run the same command with --resume to grade the rest.") from None

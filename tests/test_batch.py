@@ -108,6 +108,31 @@ def test_killed_batch_resumes_without_losing_or_regrading(clean, klass, tmp_path
     assert scores(json.loads(out.read_text())) == scores(clean["document"])
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_keeps_what_is_done_writes_no_gradebook_and_says_how_to_resume(clean, klass, tmp_path, jobs):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) midway: a non-zero
+    exit and one line saying what is kept and how to go on, no gradebook with a part of the
+    class in it, no submission recorded as lost; then --resume grades exactly the rest."""
+    out = tmp_path / "grades.csv"
+    results = tmp_path / "grades.csv.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(klass), "--jobs", jobs, "--format", "csv",
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not results.exists() or len(results.read_text().splitlines()) < 3):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    kept = results.read_text().splitlines()
+    assert proc.returncode == 2 and 3 <= len(kept) < 16, (proc.returncode, len(kept), stderr)
+    assert f"interrupted: {len(kept)} of 16 submissions graded" in stderr and "--resume" in stderr
+    assert not out.exists()
+    assert not any("slot died" in line for line in kept)
+    grade(str(klass), "--jobs", jobs, "--format", "json", "--out", str(tmp_path / "all.json"), "--results",
+          str(results), "--resume")
+    assert scores(json.loads((tmp_path / "all.json").read_text())) == scores(clean["document"])
+
+
 def test_shards_merged_equal_the_whole(clean, klass, tmp_path):
     """Do the shards of a class cover it exactly once, and merge into the unsharded result?"""
     parts = []

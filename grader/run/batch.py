@@ -123,7 +123,9 @@ def grade_batch(course: Course, submissions: list[tuple[str, Path]], *, jobs: in
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # the slot process
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            # Ctrl-C is the parent's to handle (it kills the slots): a slot dying of it first
+            # would have its submission recorded as lost, and --resume would not grade it again.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             harden.watch_parent(parent)
             ours.close()
             code = 0

@@ -222,6 +222,8 @@ def grade(course: Course, paths: Iterable[tuple], *, public_only: bool = False,
                 # plain asserts: outcomes keep an assert's own message only (pytest_plugin.classify)
                 "--assert=plain", "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
         code = pytest.main(args, plugins=[plugin])
+    if code == pytest.ExitCode.INTERRUPTED:  # pytest caught a Ctrl-C: the caller says what was kept
+        raise KeyboardInterrupt
     if plugin.collection_errors:
         raise UsageError("the grader's test suites could not be loaded: " + "; ".join(plugin.collection_errors))
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) and not results:
