@@ -129,3 +129,25 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_the_interpreter_named_by_a_relative_path_finds_its_server(tmp_path, monkeypatch):
+    """``../venv/bin/python -m grader check`` from a student's folder: the server it starts (whose
+    Python sees its own path written otherwise) answers the next check, and --stop ends it."""
+    monkeypatch.setenv("GRADER_CHECK_IDLE_SECONDS", SERVER_SECONDS)
+    course = course_copy(tmp_path / "course")
+    student = make_submission(tmp_path / "student", layout="exercises")
+    python = os.path.relpath(sys.executable, student)
+    assert ".." in python
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([python, "-m", "grader", "check", "--course", str(course), *args], cwd=student,
+                              capture_output=True, text=True, timeout=300)
+
+    try:
+        assert run("softmax").returncode == 0
+        wait_for_server(course)
+        stopped = run("--stop")
+        assert stopped.returncode == 0 and stopped.stdout.strip() == "check server stopped.", stopped.stdout
+    finally:
+        warm_check.stop(course)

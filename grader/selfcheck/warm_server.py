@@ -126,7 +126,10 @@ def _fingerprint(course_file: Path, device: str | None) -> str:
     torch_spec = importlib.util.find_spec("torch")
     if torch_spec is not None and torch_spec.origin:
         files.append(Path(torch_spec.origin))
-    digest = hashlib.sha256(f"{sys.executable}\0{course_file.resolve()}\0{device}".encode())
+    # normpath: `../.venv/bin/python` keeps its ".." in sys.executable, and the server started
+    # with that path may see it written otherwise (symlinks are kept: each venv is its own)
+    python = os.path.normpath(sys.executable)
+    digest = hashlib.sha256(f"{python}\0{course_file.resolve()}\0{device}".encode())
     for file in files:
         with contextlib.suppress(OSError):
             info = file.stat()
