@@ -156,7 +156,7 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
         raise UsageError("--format gradescope with several submissions needs --out DIR (one results.json each).")
     batch = len(submissions) > 1
     results_path = _results_path(args, batch)
-    results = ResultsFile(results_path, resume=args.resume) if results_path else None
+    results = ResultsFile(results_path, resume=args.resume, course_version=course.version) if results_path else None
     in_memory: dict = {}
 
     class _Memory:  # the results file's interface, for a single submission graded without one
@@ -167,14 +167,15 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
 
     store = results or _Memory()
     total = len(submissions)
-    progress = progress_printer(total, len(store.done)) if batch else (lambda result: None)
+    done = sum(name in store.done for name, _ in submissions)  # a results file may hold others too
+    progress = progress_printer(total, done) if batch else (lambda result: None)
     try:
         grade_batch(course, submissions, jobs=args.jobs, results=store, zygote=zygote,
                     hide=hidden_paths(course, [p for _, p in submissions]), progress=progress)
     except KeyboardInterrupt:
         if results_path is None:
             raise UsageError("interrupted: nothing was written.") from None
-        finished = len(store.done)
+        finished = sum(name in store.done for name, _ in submissions)
         raise UsageError(f"interrupted: {finished} of {total} submissions graded and kept in {results_path}; "
                          "run the same command with --resume to grade the rest.") from None
     finally:
@@ -215,7 +216,12 @@ def _write(args: argparse.Namespace, course, results: list, device: dict) -> Non
     from .outputs import terminal
 
     if args.format == "json":
-        _emit(args.out, terminal.to_json(results, device))
+        from .run.batch import parse_shard
+
+        about = {"title": course.title, "version": course.version}
+        if args.shard:
+            about["shard"] = "{}/{}".format(*parse_shard(args.shard))
+        _emit(args.out, terminal.to_json(results, device, about))
     elif args.format == "csv":
         from .outputs.gradebook_csv import to_csv
 
@@ -259,11 +265,16 @@ def _emit(out: str | None, text: str) -> None:
 
 class Report(NamedTuple):
     """One report as read: its submissions' contract entries, its sandbox's protections, its
-    device (None if it names none)."""
+    device (None if it names none), the versions of the course that graded it and its shard
+    ``(I, N)`` (empty and None where it does not say: a report of an older grader)."""
 
+    path: str
     rows: list[dict]
     protections: list[str]
     device: dict | None
+    versions: frozenset[str] = frozenset()
+    shard: tuple[int, int] | None = None
+    title: str | None = None
 
 
 def _read_reports(paths: list[str]) -> list[Report]:
@@ -274,22 +285,31 @@ def _read_reports(paths: list[str]) -> list[Report]:
         file = Path(path)
         if not file.is_file():
             raise UsageError(f"{path}: no such file. Fix: give the --out file of a grade run.")
+        shard, title = None, None
         try:
             if file.suffix == ".jsonl":
                 records = [json.loads(line) for line in file.read_text().splitlines() if line]
                 rows = [record["result"] for record in records]
                 protections = next((r.get("protections") for r in records if r.get("protections")), [])
                 device = None
+                versions = frozenset(str(r["course"]) for r in records if "course" in r)
             else:
                 document = json.loads(file.read_text())
                 rows = document["submissions"]
                 protections, device = document.get("sandbox", {}).get("protections", []), document.get("device")
+                course = document.get("course") or {}
+                versions = frozenset([str(course["version"])]) if "version" in course else frozenset()
+                title = course.get("title")
+                if "shard" in course:
+                    from .run.batch import parse_shard
+
+                    shard = parse_shard(str(course["shard"]))
             if not all(isinstance(row, dict) and isinstance(row["submission"], str) and isinstance(row["exercises"], list)
                        for row in rows):
                 raise TypeError("a submission without its name or exercises")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{path}: not a grader report ({type(exc).__name__}: {exc}).") from None
-        reports.append(Report(rows, list(protections), device))
+        reports.append(Report(path, rows, list(protections), device, versions, shard, title))
     return reports
 
 
@@ -312,6 +332,7 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
 
     _given_course(args)
     reports = _read_reports(args.reports)
+    _check_mergeable(reports)
     entries: dict[str, dict] = {}
     for report in reports:
         for row in report.rows:
@@ -321,7 +342,7 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     if args.format == "csv":
         from .outputs.gradebook_csv import to_csv
 
-        merged = Report([entries[name] for name in sorted(entries)], [], None)
+        merged = Report("merged", [entries[name] for name in sorted(entries)], [], None)
         _emit(args.out, to_csv(load_course(args.course), _results_of(args.reports, [merged])))
         return 0
     # JSON: the reports' own entries, untouched (rebuilding them would re-round their scores)
@@ -330,8 +351,37 @@ def _merge(args: argparse.Namespace, zygote: Zygote) -> int:
     device = next((r.device for r in reports if r.device is not None), None)
     if device is not None:
         document["device"] = device
+    versions = {v for r in reports for v in r.versions}
+    if versions:  # one, or _check_mergeable refused them
+        document["course"] = {"title": next((r.title for r in reports if r.title), None), "version": versions.pop()}
     _emit(args.out, report_text(document))
     return 0
+
+
+def _check_mergeable(reports: list[Report]) -> None:
+    """Reports of one course (one version of it), and of every shard of a sharded run: else a
+    UsageError naming the files (a report that does not say is taken as it is)."""
+    versions: dict[str, list[str]] = {}
+    for report in reports:
+        for version in report.versions:
+            versions.setdefault(version, []).append(report.path)
+    if len(versions) > 1:
+        groups = "; ".join(f"{', '.join(paths)} (course version {version})" for version, paths in versions.items())
+        raise UsageError(f"these reports were graded with different courses, or different versions of one: {groups}. "
+                         "Fix: merge the reports of one course; grade the others again with the same course files.")
+    shards = [r for r in reports if r.shard is not None]
+    counts = {r.shard[1] for r in shards}
+    if len(counts) > 1:
+        raise UsageError("these reports are shards of different splits (" +
+                         ", ".join(f"{r.path}: {r.shard[0]}/{r.shard[1]}" for r in shards) +
+                         "). Fix: merge the shards of one run, all graded with the same --shard I/N count.")
+    if shards:
+        count = counts.pop()
+        missing = sorted(set(range(count)) - {r.shard[0] for r in shards})
+        if missing:
+            raise UsageError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(f'{i}/{count}' for i in missing)} "
+                             f"missing: merge needs the report of every shard of the run (given: "
+                             f"{', '.join(f'{r.path} ({r.shard[0]}/{count})' for r in shards)}).")
 
 
 def _given_course(args: argparse.Namespace) -> None:

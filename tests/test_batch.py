@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IDS, ROOT, run_grader
+from test_course import course_copy, edit  # noqa: F401 - fixture
 from grader.sandbox import cgroups
 
 EXAMPLES = ROOT / "examples" / "submissions"
@@ -162,6 +163,44 @@ def test_merge_refuses_what_is_not_a_report_and_writes_nothing(clean, tmp_path):
         proc = run_grader("merge", str(good), str(bad), "--out", str(merged))
         assert proc.returncode == 2 and f"{bad}: not a grader report" in proc.stderr, (text, proc.stderr)
         assert not merged.exists() and "Traceback" not in proc.stderr
+
+
+def test_merge_refuses_a_missing_shard_and_reports_of_another_course(clean, klass, tmp_path, course_copy):
+    """Two of three shards, or a report graded with an edited course beside this one's: one
+    line naming the files and the fix, and nothing written."""
+    shards = []
+    for index in (0, 2):
+        shards.append(tmp_path / f"shard{index}.json")
+        grade(str(klass), "--shard", f"{index}/3", "--format", "json", "--out", str(shards[-1]))
+    merged = tmp_path / "merged.json"
+    proc = run_grader("merge", *map(str, shards), "--out", str(merged))
+    assert proc.returncode == 2 and "shard 1/3 missing" in proc.stderr and str(shards[0]) in proc.stderr, proc.stderr
+    assert not merged.exists()
+
+    edited = edit(course_copy, lambda d: d["exercises"][0].update(points=d["exercises"][0]["points"] + 1))
+    other = tmp_path / "other.json"
+    grade(str(klass / "a_alice"), "--course", str(edited), "--format", "json", "--out", str(other))
+    whole = tmp_path / "whole.json"
+    whole.write_text(json.dumps(clean["document"]))
+    proc = run_grader("merge", str(whole), str(other), "--out", str(merged))
+    assert proc.returncode == 2 and "different courses, or different versions of one" in proc.stderr, proc.stderr
+    assert str(whole) in proc.stderr and str(other) in proc.stderr and not merged.exists()
+
+
+def test_resume_refuses_results_of_another_version_of_the_course(klass, tmp_path, course_copy):
+    """--resume after the course was edited (points, a suite...): refused with the fix, the
+    results file left as it was; without --resume everything is graded again."""
+    out, results = tmp_path / "grades.json", tmp_path / "grades.json.jsonl"
+    course = course_copy / "course.yaml"
+    grade(str(klass / "a_alice"), str(klass / "a_dave"), "--course", str(course), "--format", "json", "--out", str(out))
+    before = results.read_bytes()
+    edit(course_copy, lambda d: d["exercises"][0].update(points=d["exercises"][0]["points"] + 1))
+    proc = run_grader("grade", str(klass / "a_alice"), str(klass / "a_dave"), str(klass / "a_erin"), "--course",
+                      str(course), "--format", "json", "--out", str(out), "--resume")
+    assert proc.returncode == 2 and "2 of its 2 results were graded with another course" in proc.stderr, proc.stderr
+    assert "grade without --resume" in proc.stderr and results.read_bytes() == before
+    grade(str(klass / "a_alice"), str(klass / "a_dave"), "--course", str(course), "--format", "json", "--out", str(out))
+    assert json.loads(out.read_text())["submissions"][0]["max_score"] == 11
 
 
 def test_bad_shard_is_a_usage_error(klass):

@@ -6,6 +6,8 @@ Every validation error is one line naming the file, the key and the fix.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import math
 from dataclasses import dataclass, field, replace
@@ -224,6 +226,26 @@ class Course:
 
     def suite_path(self, exercise: Exercise) -> Path:
         return self.paths.suites / f"test_{exercise.id}.py"
+
+    @functools.cached_property
+    def version(self) -> str:
+        """A digest of everything a grade depends on besides the submission: the course file,
+        the suites folder (conftest included), the solutions (a release: its answer book) and the
+        misconceptions. Results and reports carry it, so that a results file is resumed, or
+        reports are merged, only with the course (and the version of it) that made them."""
+        digest = hashlib.sha256()
+        files = [self.file, *sorted(self.paths.suites.glob("*.py"))]
+        files += [self.answers_path] if self.uses_answer_book else sorted(self.paths.solutions.rglob("*.py"))
+        if self.paths.misconceptions is not None:
+            files += sorted(self.paths.misconceptions.glob("*.py"))
+        for file in files:
+            try:
+                data = file.read_bytes()
+            except OSError:
+                data = b"(unreadable)"
+            digest.update(f"{file.relative_to(self.root) if file.is_relative_to(self.root) else file.name}\0{len(data)}\0".encode())
+            digest.update(data)
+        return digest.hexdigest()[:16]
 
 
 def default_course_path() -> Path:

@@ -132,13 +132,16 @@ class SubmissionResult:
                    record.get("printed", ""), float(record.get("seconds", 0.0)), str(record.get("sandbox_failure", "")))
 
 
-def document(results: list[SubmissionResult], device: dict | None = None) -> dict:
+def document(results: list[SubmissionResult], device: dict | None = None, course: dict | None = None) -> dict:
     """The JSON document of the report contract, plus the sandbox's active protections and,
-    when known, the device the grading ran on."""
+    when known, the device the grading ran on and the course (its title and version, and the
+    shard ``"I/N"`` of a sharded run: what ``merge`` checks)."""
     protections = next((r.protections for r in results if r.protections), [])
     doc = {"submissions": [r.to_dict() for r in results], "sandbox": {"protections": list(protections)}}
     if device is not None:
         doc["device"] = device
+    if course is not None:
+        doc["course"] = course
     return doc
 
 

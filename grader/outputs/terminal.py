@@ -54,8 +54,8 @@ def write_atomically(path: str | Path, text: str | bytes) -> None:
         raise
 
 
-def to_json(results: list[SubmissionResult], device: dict | None = None) -> str:
-    return report_text(document(results, device))
+def to_json(results: list[SubmissionResult], device: dict | None = None, course: dict | None = None) -> str:
+    return report_text(document(results, device, course))
 
 
 def report_text(report: dict) -> str:

@@ -44,21 +44,31 @@ def in_shard(name: str, shard: tuple[int, int]) -> bool:
 
 
 class ResultsFile:
-    """Append-only JSON lines, one per graded submission; tolerates a torn last line."""
+    """Append-only JSON lines, one per graded submission; tolerates a torn last line. Each
+    line names the version of the course that graded it (``Course.version``): resuming with
+    another course, or an edited one, is refused before anything is changed."""
 
-    def __init__(self, path: Path, *, resume: bool):
+    def __init__(self, path: Path, *, resume: bool, course_version: str):
         self.path = path
+        self.course_version = course_version
         self.done: dict[str, SubmissionResult] = {}
         if resume and path.exists():
-            good = 0
+            good, other = 0, 0
             with path.open("rb") as f:
                 for line in f:
                     try:
-                        result = SubmissionResult.from_record(json.loads(line))
+                        record = json.loads(line)
+                        result = SubmissionResult.from_record(record)
                     except (ValueError, KeyError, TypeError):
                         break  # a line cut by the interruption: everything after it is redone
+                    other += record.get("course", course_version) != course_version
                     self.done[result.submission] = result
                     good += len(line)
+            if other:
+                raise UsageError(f"{path}: {other} of its {len(self.done)} results were graded with another course, or "
+                                 "another version of this one (its course file, suites, solutions or misconceptions "
+                                 "changed since). Fix: grade without --resume to grade everything again with this "
+                                 "course, or give --results a new file.")
             with path.open("r+b") as f:
                 f.truncate(good)
         elif path.exists():
@@ -70,7 +80,7 @@ class ResultsFile:
         os.chmod(path, 0o600)  # a results file resumed from an older run keeps no wider mode
 
     def append(self, result: SubmissionResult) -> None:
-        self.file.write(json.dumps(result.to_record()) + "\n")
+        self.file.write(json.dumps({**result.to_record(), "course": self.course_version}) + "\n")
         self.file.flush()
         self.done[result.submission] = result
 
