@@ -113,6 +113,7 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
             from .run.session import Job, grade
 
             course, _ = _on_device(load_course(course_file), args.device)
+            _warn_about_hints(course)
             (result,) = grade(course, [Job(name, folder, tuple(args.ids))], public_only=True, zygote=zygote)
         report = Path(CHECK_REPORT_DIR)  # after every check, all passing too: never an older failure left
         page = warm_server.report_page(result, report)
@@ -144,6 +145,7 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
     from .intake.submission import discover
 
     course, device = _on_device(load_course(args.course), args.device)
+    _warn_about_hints(course)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give at least 1.")
     if device.used == "cuda":
@@ -199,6 +201,15 @@ def _grade(args: argparse.Namespace, zygote: Zygote) -> int:
               "them again.", file=sys.stderr)
         return 1
     return 0
+
+
+def _warn_about_hints(course) -> None:
+    """One line on stderr for each misconception module that cannot give hints (grading goes on)."""
+    from .misconceptions import library_problems
+
+    for problem in library_problems(course):
+        print(f"warning: {problem}. That exercise gets no misconception hints until the file is fixed "
+              "(docs/authoring.md says how one is written).", file=sys.stderr)
 
 
 def _on_device(course, requested: str | None):
@@ -410,7 +421,9 @@ def _release(args: argparse.Namespace, zygote: Zygote) -> int:
     from .course.load import load_course
     from .release.bundle import write_release
 
-    notebook = write_release(load_course(args.course), Path(args.out))
+    course = load_course(args.course)
+    _warn_about_hints(course)
+    notebook = write_release(course, Path(args.out))
     print(f"student release written to {args.out} (notebook: {notebook.name}); see its README.md")
     return 0
 
@@ -419,7 +432,9 @@ def _otter(args: argparse.Namespace, zygote: Zygote) -> int:
     from .course.load import load_course
     from .lms.otter_bridge import write_assignment
 
-    write_assignment(load_course(args.course), Path(args.out))
+    course = load_course(args.course)
+    _warn_about_hints(course)
+    write_assignment(course, Path(args.out))
     print(f"otter assignment written to {args.out}: upload autograder.zip to Gradescope, give student/ to students")
     return 0
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 from typing import NamedTuple
 
 import nbformat
 import pytest
 import torch
 
-from conftest import IDS, ROOT, by_name, grade_json, make_submission, solution_sources
+from conftest import IDS, ROOT, by_name, grade_json, make_submission, run_grader, solution_sources
 from grader.course.load import Tolerance, load_course
 from grader.misconceptions import AnyOf, Call, Misconception, code_lines, hint_for, misconceptions_for
 
@@ -623,3 +624,30 @@ def test_an_all_zero_output_explains_nothing():
     x = torch.randn(3, 4)
     assert hint_for([exp], sigmoid + calls_of(torch.exp, x), None, TOLERANCE, identity) == "You returned exp(x)."
     assert hint_for([exp], sigmoid + [Call((x,), {}, torch.sigmoid(x))], None, TOLERANCE, identity) is None
+
+
+def test_a_broken_misconception_module_is_named_and_the_rest_still_hints(tmp_path):
+    """A module that raises at import, one with a syntax error and one whose list holds no
+    Misconception: grade still grades (exit 0), says each file and line once on stderr, and
+    the other exercises keep their hints."""
+    course = tmp_path / "course"
+    shutil.copytree(ROOT, course, ignore=lambda folder, names: [n for n in names if n in (".venv", ".git", "examples")])
+    (course / "misconceptions" / "softmax.py").write_text("MISCONCEPTIONS = [\n    1 / 0,\n]\n")
+    (course / "misconceptions" / "apply_weights.py").write_text("def f(:\n")
+    (course / "misconceptions" / "attention.py").write_text("MISCONCEPTIONS = ['unscaled']\n")
+    student = make_submission(tmp_path / "student", {
+        "attention_scores": "def attention_scores(Q, K):\n    return Q @ K.transpose(-2, -1)\n",
+        "softmax": "import torch\n\ndef softmax(x, dim=-1):\n    e = torch.exp(x)\n    return e / e.sum(dim=0, keepdim=True)\n"})
+    out = tmp_path / "report.json"
+    proc = run_grader("grade", str(student), "--course", str(course / "course.yaml"), "--format", "json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 3, proc.stderr
+    assert any(f"{course / 'misconceptions' / 'softmax.py'} line 2: ZeroDivisionError" in w for w in warnings)
+    assert any("apply_weights.py line 1: SyntaxError" in w for w in warnings)
+    assert any("attention.py: MISCONCEPTIONS[0] is a str, not a Misconception" in w for w in warnings)
+    (report,) = json.loads(out.read_text())["submissions"]
+    hints = {e["id"]: [h for t in e["tests"] for h in t["hints"]] for e in report["exercises"]}
+    assert any("without the scaling" in h for h in hints["attention_scores"])  # its module is fine
+    apply_weights = next(e for e in report["exercises"] if e["id"] == "apply_weights")
+    assert hints["softmax"] == [] and apply_weights["score"] == apply_weights["max_score"]

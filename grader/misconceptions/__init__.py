@@ -32,6 +32,7 @@ import sys
 import types
 import re
 import tokenize
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
@@ -98,6 +99,35 @@ def misconceptions_for(exercise_id: str, folder: "Path | Course | None" = None) 
     if folder is None or not (Path(folder) / f"{exercise_id}.py").is_file():
         return ()
     return tuple(_course_package(Path(folder)).load(exercise_id).MISCONCEPTIONS)
+
+
+def library_problems(course: "Course") -> list[str]:
+    """What keeps the course's misconception modules from giving hints, one line each
+    (``<file> line N: ...``): a module that cannot be imported, or whose ``MISCONCEPTIONS``
+    is not a list of ``Misconception``; [] when there is nothing to say (or no such folder)."""
+    folder = course.paths.misconceptions
+    if folder is None or course.uses_answer_book:
+        return []
+    problems = []
+    for exercise in course.exercises:
+        file = folder / f"{exercise.id}.py"
+        if not file.is_file():
+            continue
+        try:
+            library = _course_package(folder).load(exercise.id).MISCONCEPTIONS
+        except Exception as exc:  # noqa: BLE001 - the author's code may raise anything
+            line = exc.lineno if isinstance(exc, SyntaxError) else next(
+                (frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
+                 if Path(frame.filename) == file.resolve()), None)
+            problems.append(f"{file}{f' line {line}' if line else ''}: {type(exc).__name__}: {exc}")
+            continue
+        if not isinstance(library, (list, tuple)):
+            problems.append(f"{file}: MISCONCEPTIONS is a {type(library).__name__}, not a list")
+            continue
+        wrong = next((n for n, m in enumerate(library) if not isinstance(m, Misconception)), None)
+        if wrong is not None:
+            problems.append(f"{file}: MISCONCEPTIONS[{wrong}] is a {type(library[wrong]).__name__}, not a Misconception")
+    return problems
 
 
 class _CoursePackage:
@@ -256,4 +286,4 @@ def code_lines(text: str) -> list[tuple[int, str]]:
 
 
 __all__ = ["Misconception", "AnyOf", "Call", "misconceptions_for", "hint_for", "explaining", "hint_text",
-           "code_lines"]
+           "code_lines", "library_problems"]

@@ -32,6 +32,7 @@ class GradingState:
         self.recorder = recorder
         self.references: dict[str, Callable] = {}
         self._book: "AnswerBook | None" = None
+        self._libraries: dict[str, tuple] = {}  # exercise id -> its misconceptions, imported once
 
     @property
     def book(self) -> "AnswerBook":
@@ -58,7 +59,12 @@ class GradingState:
         folder, else the engine's), or in a release, the recorded ones."""
         if self.course.uses_answer_book:
             return self.book.misconceptions(exercise.id)
-        return misconceptions_for(exercise.id, self.course.paths.misconceptions)
+        if exercise.id not in self._libraries:
+            try:
+                self._libraries[exercise.id] = misconceptions_for(exercise.id, self.course.paths.misconceptions)
+            except Exception:  # noqa: BLE001 - a broken module: no hints (said once, see library_problems)
+                self._libraries[exercise.id] = ()
+        return self._libraries[exercise.id]
 
 
 def _import_solution(course: Course, exercise: Exercise):
