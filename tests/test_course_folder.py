@@ -4,6 +4,7 @@ published to otter through ``--course``, from a folder that is not its own."""
 from __future__ import annotations
 
 import json
+import shutil
 import math
 import re
 import zipfile
@@ -98,6 +99,17 @@ def test_a_bad_paths_entry_is_one_clear_line(lab, tmp_path):
         proc = run_grader("grade", str(tmp_path), "--course", str(broken))
         assert proc.returncode == 2 and expected in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_suites_without_the_grader_plugin_say_the_fix(lab, tmp_path):
+    """A suites folder without its conftest.py (the grader's pytest plugin): one line saying
+    which file to add, and where."""
+    course = tmp_path / "lab"
+    shutil.copytree(lab.parent, course)
+    (course / PATHS["suites"] / "conftest.py").unlink()
+    proc = run_grader("grade", str(submission(tmp_path / "student", "x = 1\n")), "--course", str(course / lab.name))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f'pytest_plugins = ["grader.pytest_plugin"] in {course / PATHS["suites"]}' in proc.stderr
 
 
 def test_grade_through_course(lab, max_score, tmp_path):

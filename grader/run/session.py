@@ -225,7 +225,11 @@ def grade(course: Course, paths: Iterable[tuple], *, public_only: bool = False,
     if code == pytest.ExitCode.INTERRUPTED:  # pytest caught a Ctrl-C: the caller says what was kept
         raise KeyboardInterrupt
     if plugin.collection_errors:
-        raise UsageError("the grader's test suites could not be loaded: " + "; ".join(plugin.collection_errors))
+        message = "the grader's test suites could not be loaded: " + "; ".join(plugin.collection_errors)
+        if "markers" in message and "configuration option" in message:  # the grader's pytest plugin is not loaded
+            message += (f". Fix: put a conftest.py holding pytest_plugins = [\"grader.pytest_plugin\"] in "
+                        f"{course.paths.suites} (copy the one of grader/suites).")
+        raise UsageError(message)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED) and not results:
         raise UsageError(f"pytest could not run the suites (exit code {int(code)}).")
     return results
