@@ -34,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", parents=[common], help="student self-check of ./exercises (public tests only)")
     check.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all)")
-    check.add_argument("--dir", help="the folder holding your exercise files (default: ./exercises, or if there is none, "
-                       "the course's exercises folder)")
+    check.add_argument("--dir", help="the folder holding your exercise files, or your notebook or zip (default: "
+                       "./exercises, or if there is none, the course's exercises folder)")
     check.add_argument("--device", choices=("cpu", "cuda", "auto"), help="grade on this device (default: course.yaml)")
     check.add_argument("--stop", action="store_true", help="stop this course's background check server and exit")
 
@@ -102,8 +102,11 @@ def _check(args: argparse.Namespace, zygote: None) -> int:
     use_course = not args.dir and args.course and not Path("exercises").is_dir()
     folder = Path(args.dir) if args.dir else course.paths.exercises if use_course else Path("exercises")
     name = args.dir or (os.path.relpath(folder) if use_course else "exercises")
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such folder. Fix: run from the course folder, or pass --dir PATH.")
+    handed_in = folder.is_file() and folder.suffix.lower() in (".ipynb", ".zip")  # what grade takes, checked alike
+    if not folder.is_dir() and not handed_in:
+        what = "not a folder, a notebook or a zip" if folder.exists() else "no such folder"
+        raise UsageError(f"{folder}: {what}. Fix: run from the course folder, or pass --dir PATH (the folder "
+                         "holding your exercise files, or your .ipynb or .zip).")
     terminal = warm_server.Terminal.of_stdout()
     request = {"name": name, "folder": str(folder.resolve()), "ids": list(args.ids), "cwd": os.getcwd(),
                "report_dir": str(Path(CHECK_REPORT_DIR).resolve()), "terminal": asdict(terminal)}

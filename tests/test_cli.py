@@ -29,6 +29,20 @@ def test_check_runs_public_tests_only(tmp_path):
     assert "hidden" not in proc.stdout and "test_repeated_calls_with_new_values" not in proc.stdout
 
 
+def test_check_dir_takes_a_handed_in_notebook_or_zip_too():
+    """``check --dir`` on a notebook or a zip checks it as a folder is checked; a file of
+    another kind is one line saying what --dir takes."""
+    examples = ROOT / "examples" / "submissions"
+    for handed_in in ("carol.ipynb", "bob.zip"):
+        proc = run_grader("check", "--dir", str(examples / handed_in), "softmax")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith("softmax") and "score so far (public tests):" in proc.stdout
+        assert "attention" not in proc.stdout
+    proc = run_grader("check", "--dir", str(ROOT / "README.md"))
+    assert proc.returncode == 2 and "not a folder, a notebook or a zip" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
 def test_check_unknown_exercise_suggests():
     proc = run_grader("check", "sofmax")
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "Did you mean softmax?" in proc.stderr

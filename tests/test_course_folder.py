@@ -4,9 +4,9 @@ published to otter through ``--course``, from a folder that is not its own."""
 from __future__ import annotations
 
 import json
-import shutil
 import math
 import re
+import shutil
 import zipfile
 from pathlib import Path
 

@@ -284,8 +284,16 @@ def test_a_shared_mapping_is_stopped_by_the_memory_cgroup(limits):
     cgroup's limit, and reported as memory?"""
     submission = limits["results"]["shared_mmap_bomb"]
     assert statuses(submission, "softmax") <= LIMIT_CASES["shared_mmap_bomb"][1]
-    assert "kept taking memory" in messages(submission)
+    assert "ran out of memory" in messages(submission)
     assert exercise_scores(submission)["attention"] == 3
+
+
+def test_a_hang_at_import_is_said_to_be_the_files_and_one_in_a_call_the_functions(hostile):
+    """A loop at the top level of softmax.py is the file's import that did not finish, not the
+    function's call; a loop inside the function is the function's."""
+    assert "importing softmax.py did not finish within" in messages(hostile["results"]["loop_at_import"])
+    at_call = messages(hostile["results"]["loop_at_call"])
+    assert "softmax did not finish within" in at_call and "importing" not in at_call
 
 
 def test_a_submission_cannot_use_more_than_its_time_budget(limits):

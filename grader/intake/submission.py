@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import tokenize
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -443,7 +444,9 @@ def _read_notebook_bytes(submission: Submission, data: bytes, name: str) -> None
 
     try:
         text = data.decode("utf-8-sig")
-        notebook = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():  # cells saved without ids (MissingIDFieldWarning): nothing a grader must say
+            warnings.simplefilter("ignore")
+            notebook = nbformat.reads(text, as_version=4)
     except UnicodeDecodeError:
         submission.errors.append(f"{name} is not a text file: a notebook is JSON saved as UTF-8. "
                                  "Fix: download it again from Jupyter (File > Download > Notebook).")

@@ -410,7 +410,7 @@ class StudentCode:
         try:
             answer, out = worker.request(request, tensors, timeout=timeout)
         except (WorkerTimeout, WorkerDied) as exc:
-            return self._lose(exercise, self._lost_worker_fault(exercise, exc), request["op"])
+            return self._lose(exercise, self._lost_worker_fault(exercise, exc, request["op"]), request["op"])
         if not answer.get("ok") and _out_of_memory(answer.get("error")):
             worker.kill()  # as if its memory cgroup had killed it: the same fault, the same end
             return self._lose(exercise, self._memory_fault_words(exercise, answer.get("error")), request["op"])
@@ -541,21 +541,27 @@ class StudentCode:
 
     # ------------------------------------------------------------ how a worker was lost
 
-    def _lost_worker_fault(self, exercise: Exercise, exc: WorkerTimeout | WorkerDied) -> faults.StudentFault:
-        """The fault of a call whose worker hung or died (the exercise is dead from then on)."""
-        name = exercise.function
+    def _lost_worker_fault(self, exercise: Exercise, exc: WorkerTimeout | WorkerDied,
+                           op: str = "call") -> faults.StudentFault:
+        """The fault of a call (``op``: or the import, "load") whose worker hung or died (the
+        exercise is dead from then on)."""
+        importing = op == "load" and self.submission.notebook is None
+        name = f"importing {exercise.filename}" if importing else exercise.function
         memory = self._memory_fault(exercise, exc)
         if memory is not None:
             return memory
         if isinstance(exc, WorkerTimeout) and self.deadline is not None and time.monotonic() >= self.deadline:
             return self._budget_fault()
         if isinstance(exc, WorkerTimeout):
+            what = ("a loop or a slow computation at the top level of the file, outside any function?" if importing
+                    else "an infinite loop, or a very slow computation?")
             fault: faults.StudentFault = faults.TimeoutFault(
-                f"{name} did not finish within {exercise.time_limit:g} s (an infinite loop, or a very slow "
-                "computation?). The remaining tests of this exercise were not run.")
+                f"{name} did not finish within {exercise.time_limit:g} s ({what}). "
+                "The remaining tests of this exercise were not run.")
         else:
             how = {"exit 0": "exited (os._exit or a similar call?)"}.get(exc.status, f"ended ({exc.status})")
-            fault = faults.CrashFault(f"the Python process running {name} {how} during this call"
+            fault = faults.CrashFault(f"the Python process {name if importing else f'running {name}'} {how}"
+                                      f"{'' if importing else ' during this call'}"
                                       + (f": {exc.detail}" if exc.detail else "")
                                       + ". The remaining tests of this exercise were not run.")
         return fault
@@ -583,9 +589,9 @@ class StudentCode:
                 "result, or a tensor that keeps growing? The remaining tests of this exercise were not run.")
         limit = int(self.course.sandbox.memory_mb)
         return faults.MemoryFault(
-            f"{exercise.function} kept taking memory (over {MEMORY_GROWING * limit:.0f} MiB of the {limit} MiB "
-            "allowed) and was stopped. A tensor or list that keeps growing, or a huge intermediate result? "
-            "The remaining tests of this exercise were not run.")
+            f"{exercise.function} ran out of memory (a worker may use {limit} MiB) and was stopped. A huge "
+            "intermediate result, or a tensor or list that keeps growing? The remaining tests of this exercise "
+            "were not run.")
 
     def _slot(self) -> "cgroups.Slot | None":
         if "uid" not in self.plan:
