@@ -39,6 +39,18 @@ def test_zip_with_wrapping_folder_and_mac_debris(tmp_path):
     assert sub.errors == []
 
 
+def test_a_file_beside_exercises_of_the_same_name_is_said_not_graded(tmp_path):
+    """exercises/ and a softmax.py at the top too: exercises/ is graded, and the note names the
+    file that was not (a student who edited the wrong copy must be told)."""
+    members = {f"exercises/{n}.py": t for n, t in solution_sources().items()}
+    members["softmax.py"] = "def softmax(x, dim=-1):\n    return x\n"
+    members["notes.py"] = "x = 1\n"
+    sub = load_submission("s.zip", zip_of(tmp_path / "s.zip", members))
+    assert sub.sources["softmax"].path == "exercises/softmax.py" and "notes" not in sub.sources
+    assert sub.errors == ["softmax.py was not graded: exercises/softmax.py was (when a submission has an exercises/ "
+                          "folder, its files are read from there). Remove one of the two."]
+
+
 def test_zip_slip_members_are_ignored_and_nothing_written(tmp_path):
     """Are ../ and absolute members rejected without writing anything anywhere?"""
     before = set(tmp_path.parent.iterdir())

@@ -209,6 +209,11 @@ def _read_tree(submission: Submission, tree: _Tree) -> None:
         return
     here = [p for p in tree.files if p.parent == level]
     modules = [p for p in here if p.suffix == ".py" and p.stem.isidentifier() and p.stem != "__init__"]
+    if level.name == "exercises":  # files of the same names beside exercises/ are not graded: say so
+        graded = {p.name for p in modules}
+        for other in sorted(p for p in tree.files if p.parent == level.parent and p.name in graded):
+            submission.errors.append(f"{other} was not graded: {level / other.name} was (when a submission has an "
+                                     "exercises/ folder, its files are read from there). Remove one of the two.")
     notebooks = [p for p in here if p.suffix == ".ipynb"]
     if not modules and len(notebooks) == 1:
         data = tree.read(notebooks[0])
