@@ -194,3 +194,28 @@ def test_a_course_that_does_not_load_after_the_append_is_rolled_back(tmp_path, c
     assert "nothing written" in err and err.count("\n") == 1
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "misconceptions" / "layer_norm.py").exists()
+
+
+def test_new_starts_a_course_of_its_own_from_an_empty_folder(tmp_path):
+    """In an empty folder, does `new` write a course file that loads, the suites' conftest.py
+    and the exercise's four files, so that the reference, filled in, gets full marks and the
+    untouched stub 'not implemented yet'? A folder that does not exist is refused, nothing made."""
+    folder = tmp_path / "norm_lab"
+    folder.mkdir()
+    proc = run_grader("new", "layer_norm", "--course", str(folder / "course.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"new course {folder / 'course.yaml'}, with its first exercise 'layer_norm'")
+    course = load_course(folder / "course.yaml")
+    assert course.ids == ("layer_norm",) and course.title == "Norm lab"
+    assert (folder / "grader" / "suites" / "conftest.py").is_file()
+    (folder / "solutions" / "layer_norm.py").write_text(LAYER_NORM)
+    out = tmp_path / "report.json"
+    graded = run_grader("grade", str(folder / "solutions"), str(folder / "exercises"), "--course",
+                        str(folder / "course.yaml"), "--format", "json", "--out", str(out), cwd=tmp_path)
+    assert graded.returncode == 0, graded.stderr
+    reference, stub = json.loads(out.read_text())["submissions"]
+    assert reference["score"] == reference["max_score"] == 1
+    assert {t["status"] for e in stub["exercises"] for t in e["tests"]} == {"not_implemented"}
+
+    refused = run_grader("new", "layer_norm", "--course", str(tmp_path / "nowhere" / "course.yaml"), cwd=tmp_path)
+    assert refused.returncode == 2 and "no such folder" in refused.stderr and not (tmp_path / "nowhere").exists()

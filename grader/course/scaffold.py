@@ -31,6 +31,8 @@ class Scaffold:
     """The new files: stub, reference, suite, misconception module."""
     exercise_id: str
     function: str
+    started: bool = False
+    """Whether ``new`` started the course (wrote its course file and suites' conftest.py)."""
 
 
 def _folders(course: Course) -> dict[str, Path]:
@@ -72,7 +74,12 @@ def new_exercise(exercise_id: str, *, course_file: str | Path | None = None, tit
     its entry to course.yaml. Raises UsageError (one line, nothing written) when the id is not
     a Python name, is already in the course, or one of the files already exists."""
     course_file = Path(course_file) if course_file is not None else default_course_path()
-    course = load_course(course_file, check_torch_names=False)
+    starting = not course_file.exists()  # a course of its own, from nothing: its file and suites' conftest.py too
+    if starting and not course_file.parent.is_dir():
+        raise UsageError(f"{course_file.parent}: no such folder. Fix: make it first, or name a course file in an "
+                         "existing folder.")
+    course = Course(_course_title(course_file), COURSE_SEED, (), course_file.parent.resolve(), file=course_file) \
+        if starting else load_course(course_file, check_torch_names=False)
     function = function or exercise_id
     title = title or exercise_id.replace("_", " ").capitalize()
     if not _is_name(exercise_id):
@@ -85,6 +92,8 @@ def new_exercise(exercise_id: str, *, course_file: str | Path | None = None, tit
     if isinstance(points, bool) or not points > 0:
         raise UsageError(f"--points {points!r}: give a number greater than 0.")
     files = planned_files(course, exercise_id)
+    if starting:
+        files["plugin"] = files["suite"].parent / "conftest.py"
     existing = [p for p in files.values() if p.exists()]
     if existing:
         raise UsageError(f"{existing[0]} already exists. Fix: choose another id, or remove that file.")
@@ -94,8 +103,9 @@ def new_exercise(exercise_id: str, *, course_file: str | Path | None = None, tit
         "reference": reference_source(exercise_id, title, function),
         "suite": suite_source(exercise_id, title, function),
         "misconceptions": misconceptions_source(exercise_id, function),
+        "plugin": SUITES_CONFTEST,
     }
-    original = course_file.read_text(encoding="utf-8")
+    original = course_file.read_text(encoding="utf-8") if not starting else course_header(course.title)
     written: list[Path] = []
     created_dirs: list[Path] = []
     try:
@@ -119,23 +129,67 @@ def new_exercise(exercise_id: str, *, course_file: str | Path | None = None, tit
         for folder in reversed(created_dirs):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        course_file.write_text(original, encoding="utf-8")
+        if starting:
+            course_file.unlink(missing_ok=True)
+        else:
+            course_file.write_text(original, encoding="utf-8")
         if isinstance(exc, CourseError):
             raise UsageError(f"nothing written: {exc}") from None
         raise
-    return Scaffold(course_file, tuple(written), exercise_id, function)
+    return Scaffold(course_file, tuple(written), exercise_id, function, started=starting)
+
+
+COURSE_SEED = 20260101
+SUITES_CONFTEST = '''"""The suites of this course run as pytest files with the grader's plugin (markers, fixtures)."""
+pytest_plugins = ["grader.pytest_plugin"]
+'''
+
+
+def _course_title(course_file: Path) -> str:
+    """A first title for a new course: its folder's name, in words."""
+    name = course_file.resolve().parent.name.replace("_", " ").replace("-", " ").strip()
+    return name.capitalize() or "My course"
+
+
+def course_header(title: str) -> str:
+    """The course file of a new course, up to its ``exercises:`` list (``new`` appends the first entry)."""
+    return f'''# A course: its exercises in order, their points and their limits (see docs/authoring.md).
+# Every path is relative to this file's folder: exercises/ (the stubs), solutions/ (the
+# references), grader/suites/ (test_<id>.py each), misconceptions/ (known mistakes).
+title: {json.dumps(title)}
+
+# Base of every test's seed: each test is seeded with hash(seed, test node id).
+seed: {COURSE_SEED}
+
+feedback:
+  blame_earns_points: false      # a failure blamed on an earlier exercise is feedback only
+  hidden_tests: after_published  # when Gradescope shows hidden tests' results
+
+defaults:
+  time_limit: 2.0                # seconds for one call of a student's function
+  device: cpu
+  tolerance:                     # how close a result must be to the reference's, per dtype
+    float16:  {{rtol: 1.0e-2, atol: 1.0e-3}}
+    bfloat16: {{rtol: 2.0e-2, atol: 1.0e-2}}
+    float32:  {{rtol: 1.0e-5, atol: 1.0e-6}}
+    float64:  {{rtol: 1.0e-9, atol: 1.0e-10}}
+
+exercises:
+'''
 
 
 def next_steps(scaffold: Scaffold) -> str:
     """What the instructor does next, as printed by ``new``."""
-    root = scaffold.course_file.parent
-    rel = [p.relative_to(root) if p.is_relative_to(root) else p for p in scaffold.files]
+    root = scaffold.course_file.resolve().parent
+    rel = [p.resolve().relative_to(root) if p.resolve().is_relative_to(root) else p for p in scaffold.files]
     course = "" if scaffold.course_file.resolve() == (Path.cwd() / "course.yaml").resolve() \
         else f" --course {scaffold.course_file}"
     python = os.path.relpath(sys.executable) if Path(sys.executable).resolve().is_relative_to(Path.cwd().resolve()) \
         else "python"  # the venv's python, as the README writes it (.venv/bin/python)
-    lines = [f"exercise {scaffold.exercise_id!r} added to {scaffold.course_file} (appended at the end). Wrote:"]
-    lines += [f"  {p}" for p in rel]
+    lines = [f"new course {scaffold.course_file}, with its first exercise {scaffold.exercise_id!r}. Wrote:"
+             if scaffold.started else
+             f"exercise {scaffold.exercise_id!r} added to {scaffold.course_file} (appended at the end). Wrote:"]
+    lines += [f"  {p}" for p in ([scaffold.course_file.name] if scaffold.started else []) + rel]
     lines += [
         "Next:",
         f"  1. write the reference in {rel[1]} (and the signature of {scaffold.function} in all three files)",
