@@ -26,13 +26,12 @@ def blamed_exercises(item: pytest.Item, calls: list) -> list[str]:
     uses = [course.exercise(i) for i in exercise.uses]
     references = {e.id: state.reference(e) for e in uses}
     own_reference = state.reference(exercise)
-    expected: dict[int, object] = {}  # call index -> the reference's answer, once per call
+    expected: dict[int, object] = {}  # id of a call (``calls`` keeps it alive) -> the reference's answer
 
     def passes(call, value) -> bool:
-        index = next(n for n, c in enumerate(calls) if c is call)
-        if index not in expected:
-            expected[index] = own_reference(*call.args, **call.kwargs)
-        return is_close(value, expected[index], exercise.tolerance)
+        if id(call) not in expected:
+            expected[id(call)] = own_reference(*call.args, **call.kwargs)
+        return is_close(value, expected[id(call)], exercise.tolerance)
 
     try:
         return list(state.current.blame(exercise, uses, calls, references, passes))
