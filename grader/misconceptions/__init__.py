@@ -246,13 +246,19 @@ def _quote(pattern: str | None, source_text: str | Sequence[str] | Mapping[str, 
     else:
         cells = dict(zip(plain_cell_names(list(source_text)), source_text))
     for cell, text in cells.items():
-        for line_number, code in code_lines(text):
+        for line_number, code in _code_lines_of(text):
             if regex.search(code):
                 code = code.strip()
                 if len(code) > QUOTE_LIMIT:
                     code = code[: QUOTE_LIMIT - 3] + "..."
                 return f" ({cell + ', ' if cell else ''}line {line_number}: {code})"
     return ""
+
+
+@functools.lru_cache(maxsize=64)
+def _code_lines_of(text: str) -> tuple[tuple[int, str], ...]:
+    """``code_lines``, once per text: a submission's failures quote lines of the same few files."""
+    return tuple(code_lines(text))
 
 
 def code_lines(text: str) -> list[tuple[int, str]]:
